@@ -1,0 +1,40 @@
+# Two commands do all the set-up on a fresh machine (README):
+#   make reproduce   set up, then run the reproduction (paper profile with a CUDA GPU, quick without)
+#   make test        set up, then lint and run the whole test suite (notebooks included)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch is pinned for the set-up only (the package itself accepts torch >= 2.2): on Linux,
+# torch==2.13.0 from PyPI is the CUDA build; on the project's CPU machines a local CPU build.
+TORCH  ?= torch==2.13.0
+export MMLREPRO_DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: setup test reproduce report notebooks lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint
+	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests
+	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax notebooks
+
+reproduce: setup
+	$(BIN)/mmlrepro reproduce $(ARGS)
+	$(BIN)/mmlrepro report
+
+report: setup
+	$(BIN)/mmlrepro report
+
+notebooks: setup
+	$(BIN)/mmlrepro notebooks --profile $(or $(PROFILE),quick)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,199 @@
+"""The ``mmlrepro`` command: datasets, train, reproduce, report, notebooks.
+
+Run ``mmlrepro COMMAND --help`` for each command's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+DEFAULT_GROUPS = ("table3", "table2", "figure3", "ccl_matched", "honest", "li2023")
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    """``name=value`` pairs; values are JSON (``margins=[0.7,0.8]``) or plain strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"error: expected NAME=VALUE, got {item!r}")
+        name, value = item.split("=", 1)
+        out[name.strip()] = _json_value(value)
+    return out
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from mmlrepro.data import load_dataset
+    from mmlrepro.report import table1
+
+    datasets = {name: load_dataset(name, data_dir=args.data_dir) for name in args.names}
+    print(table1(datasets).to_string())
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mmlrepro.experiments import paper_config
+    from mmlrepro.results import ResultsStore
+    from mmlrepro.train import RunConfig
+
+    overrides = {k: v for k, v in {
+        "n_negatives": args.negatives, "batch_size": args.batch_size, "lr": args.lr,
+        "epochs": args.epochs, "seed": args.seed, "selection": args.selection,
+        "user_subsample": args.user_subsample, "device": args.device}.items() if v is not None}
+    params = _parse_params(args.param) if args.param else None
+    if args.dataset in ("gowalla", "yelp2018"):
+        config = paper_config(args.dataset, args.model, args.loss, profile=args.profile,
+                              params=params, **overrides)
+    else:
+        config = RunConfig(dataset=args.dataset, model=args.model, loss=args.loss,
+                           loss_params=params or {}, **overrides)
+    store = ResultsStore(args.results_dir)
+    result = store.run(config, force=args.force, data_dir=args.data_dir)
+    source = "from the store" if result.from_store else f"trained on {result.device}"
+    print(f"{config.label()} ({source}), key {config.key()}")
+    print(f"best epoch {result.best['epoch']}: " + ", ".join(
+        f"{m} {result.best[m]:.4f}" for m in ("recall@20", "ndcg@20", "recall@50", "ndcg@50")))
+    if result.test:
+        print("test (honest, once): " + ", ".join(f"{m} {v:.4f}" for m, v in result.test.items()))
+    return 0
+
+
+def default_profile() -> tuple[str, str]:
+    """``paper`` with a CUDA GPU, ``quick`` otherwise, and why."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "paper", f"a CUDA GPU is present ({torch.cuda.get_device_name(0)})"
+    return "quick", "no CUDA GPU: the paper profile would take days on a CPU"
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from mmlrepro.data import load_dataset
+    from mmlrepro.experiments import compare, plan
+    from mmlrepro.results import ResultsStore
+
+    profile = args.profile
+    if profile is None:
+        profile, why = default_profile()
+        print(f"profile: {profile} ({why}); choose with --profile paper|quick")
+    groups = args.groups or list(DEFAULT_GROUPS)
+    runs = plan(groups, profile, args.seeds, datasets=args.datasets)
+    store = ResultsStore(args.results_dir)
+    todo = [c for c in runs if c not in store]
+    print(f"{len(runs)} runs planned for {', '.join(groups)} [{profile}], "
+          f"{len(runs) - len(todo)} already in {store.root}, {len(todo)} to run")
+    for name in sorted({c.dataset for c in todo}):
+        load_dataset(name, data_dir=args.data_dir)  # a missing dataset fails before any training
+    start = time.perf_counter()
+    for i, config in enumerate(todo, 1):
+        if args.device:
+            config = config.replace(device=args.device)
+        result = store.run(config, data_dir=args.data_dir)
+        elapsed = time.perf_counter() - start
+        eta = elapsed / i * (len(todo) - i)
+        print(f"[{i}/{len(todo)}] {config.label()}: recall@20 {result.best['recall@20']:.4f} "
+              f"ndcg@20 {result.best['ndcg@20']:.4f} (best epoch {result.best['epoch']}) "
+              f"| {elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min", flush=True)
+    for group in groups:
+        tables = compare(group, profile, args.results_dir)
+        print(f"\n== {group} [{profile}] ==")
+        print(tables["table"].to_string(index=False))
+        if not tables["claims"].empty:
+            print(tables["claims"].to_string(index=False))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mmlrepro.report import write_report
+
+    path = write_report(args.output, results_dir=args.results_dir, figures_dir=args.figures_dir)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    from mmlrepro.notebooks import run_notebooks
+
+    paths = run_notebooks(profile=args.profile, output_dir=args.output_dir, smoke=args.smoke)
+    for p in paths:
+        print(f"executed {p}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmlrepro", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("datasets", help="print MML Table 1 beside the paper's numbers")
+    p.add_argument("names", nargs="*", default=["yelp2018", "gowalla"])
+    p.add_argument("--data-dir", help="folder holding <name>/train.txt (default: $MMLREPRO_DATA_DIR, cache, download)")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("train", help="train one run (any loss, model, dataset, N) and store it")
+    p.add_argument("--dataset", required=True, help="gowalla, yelp2018, a folder with train.txt/test.txt, or synthetic")
+    p.add_argument("--model", default="mf", choices=["mf", "simplex"])
+    p.add_argument("--loss", default="mml", help="a loss name of mmlrepro.losses (mml, ccl, bsl, ...)")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="loss hyperparameter, JSON value (e.g. margins=[0.7,0.9]); default: SPEC §8 values")
+    p.add_argument("--negatives", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--selection", choices=["paper", "early_stop", "honest"])
+    p.add_argument("--user-subsample", type=int)
+    p.add_argument("--profile", default="paper", choices=["paper", "quick"],
+                   help="settings base for gowalla/yelp2018 (default: paper)")
+    p.add_argument("--device", help="auto (default), cpu, cuda")
+    p.add_argument("--force", action="store_true", help="train even if the store holds the run")
+    p.add_argument("--results-dir", default=None, help="results store (default: results/)")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("reproduce", help="run what the store lacks for GROUPs, then print the comparisons")
+    p.add_argument("groups", nargs="*", metavar="GROUP", help=f"default: {' '.join(DEFAULT_GROUPS)}")
+    p.add_argument("--profile", choices=["paper", "quick"], default=None,
+                   help="paper (SPEC §8) or quick (CPU minutes); default: paper with a GPU, else quick")
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds (2019, 2020, ...)")
+    p.add_argument("--datasets", nargs="+", default=["yelp2018", "gowalla"])
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda")
+    p.add_argument("--results-dir", default=None, help="results store (default: results/)")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("report", help="write the comparison tables as markdown (REPRODUCTION.md)")
+    p.add_argument("--output", default="REPRODUCTION.md")
+    p.add_argument("--results-dir", default=None, help="results store (default: results/)")
+    p.add_argument("--figures-dir", default="figures")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("notebooks", help="execute the notebooks headless with papermill")
+    p.add_argument("--profile", choices=["paper", "quick"], default="quick")
+    p.add_argument("--output-dir", default=None, help="where executed notebooks go (default: in place)")
+    p.add_argument("--smoke", action="store_true", help="tiny data, an epoch or two (CI)")
+    p.set_defaults(func=cmd_notebooks)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,203 @@
+"""Margin geometry: which negatives a loss pushes, and how hard (SPEC §5, the paper's Figure 2).
+
+Two parts, both used by notebook 01:
+
+1. A 2-D toy. The user vector points "up"; every item is a unit vector at angle φ from it, so
+   its cosine score is s = cos φ and a margin m is a cone of half-angle arccos(m). The four
+   losses of the paper's Figure 2 all push a negative with a per-negative penalty of MML's form
+   (w_neg/N)·Σ_k w_k·relu(s − m_k) (:func:`equivalent_mml`), so one function,
+   :func:`mmlrepro.losses.penalty_curve`, gives every penalty and slope.
+2. A real model. :func:`train_briefly` fits an MF for a few hundred CCL steps and
+   :func:`active_share` measures, for a batch of users, the share of N uniformly sampled
+   negatives whose gradient is non-zero under CCL (one margin, 0.9) and MML (smallest margin
+   0.7), as N grows: the paper's argument that a single high margin wastes most negatives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mmlrepro.data import Dataset
+from mmlrepro.losses import active_negatives, get_loss, penalty_curve
+from mmlrepro.models import MF
+
+LOSS_KINDS = ("contrastive", "ccl", "triplet", "mml")
+LOSS_TITLES = {"contrastive": "Contrastive", "ccl": "CCL", "triplet": "Triplet / hinge",
+               "mml": "MML"}
+
+# The losses compared on a real model (SPEC §8, Gowalla): label -> (margins, weights).
+ACTIVE_SHARE_LOSSES: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "CCL (m = 0.9)": ((0.9,), (1.0,)),
+    "MML (m = 0.7, 0.8, 0.9)": ((0.7, 0.8, 0.9), (0.10, 0.15, 0.75)),
+}
+
+
+def check_loss_kind(loss: str) -> str:
+    """``loss`` lower-cased if it is one of :data:`LOSS_KINDS`, else ``ValueError``."""
+    kind = str(loss).lower()
+    if kind not in LOSS_KINDS:
+        raise ValueError(f"unknown loss {loss!r} for the margin geometry; one of {LOSS_KINDS}")
+    return kind
+
+
+def loss_family(label: str) -> str:
+    """The loss name at the start of a label: ``"CCL (m = 0.9)" -> "CCL"`` (for colours)."""
+    return str(label).split(" ")[0]
+
+
+def equivalent_mml(loss: str, margins: Sequence[float], weights: Sequence[float],
+                   neg_weight: float, s_pos: float = 0.8
+                   ) -> tuple[tuple[float, ...], tuple[float, ...], float]:
+    """``(margins, weights, neg_weight)`` of the MML-form penalty (w_neg/N)·Σ_k w_k·relu(s − m_k)
+    that ``loss`` puts on one negative of score s (SPEC §5), given the notebook's sliders:
+
+    - ``mml``: the sliders as they are;
+    - ``ccl``: (w/N)·relu(s − m) with m = the largest slider margin, weight 1, w = ``neg_weight``;
+    - ``triplet`` (pairwise hinge): (1/N)·relu(m + s − s⁺) = (1/N)·relu(s − (s⁺ − m)), a margin
+      relative to the positive, m = the largest slider margin, threshold clipped to [-1, 1];
+    - ``contrastive``: no margin, every negative pushed equally, (w/N)·(s + 1) = a margin at −1
+      [assumed: the margin-free linear push standing for "contrastive" in the paper's Figure 2].
+    """
+    kind = check_loss_kind(loss)
+    margins, weights = tuple(float(m) for m in margins), tuple(float(w) for w in weights)
+    if len(margins) == 0 or len(margins) != len(weights):
+        raise ValueError(f"need one weight per margin and at least one margin, got {margins} "
+                         f"and {weights}")
+    if kind == "mml":
+        return margins, weights, float(neg_weight)
+    if kind == "ccl":
+        return (max(margins),), (1.0,), float(neg_weight)
+    if kind == "triplet":
+        return (float(np.clip(s_pos - max(margins), -1.0, 1.0)),), (1.0,), 1.0
+    return (-1.0,), (1.0,), float(neg_weight)
+
+
+def penalty_and_slope(similarity: np.ndarray, margins: Sequence[float], weights: Sequence[float],
+                      neg_weight: float, n_negatives: int) -> tuple[np.ndarray, np.ndarray]:
+    """Penalty and slope of one negative: :func:`mmlrepro.losses.penalty_curve` on NumPy."""
+    return penalty_curve(np.asarray(similarity, dtype=np.float64), margins, weights, neg_weight,
+                         n_negatives)
+
+
+def negative_weights(loss: str, similarity: np.ndarray, margins: Sequence[float],
+                     weights: Sequence[float], neg_weight: float,
+                     s_pos: float = 0.8) -> np.ndarray:
+    """Gradient weight N·∂L/∂s⁻_j of every negative under ``loss`` (0 where it gets no gradient):
+    N times the slope of its :func:`equivalent_mml` penalty, i.e. w_neg·Σ_{m_k < s} w_k."""
+    eq_margins, eq_weights, eq_w = equivalent_mml(loss, margins, weights, neg_weight, s_pos)
+    _, slope = penalty_and_slope(similarity, eq_margins, eq_weights, eq_w, 1)
+    return slope
+
+
+def threshold_label(loss: str, k: int, margin: float, weight: float) -> str:
+    """Text of the k-th threshold arc of :func:`mmlrepro.plots.plot_margin_geometry`."""
+    kind = check_loss_kind(loss)
+    if kind == "triplet":
+        return f"s⁺ − m = {margin:.2f}"
+    if kind == "contrastive":
+        return "no margin: all pushed"
+    if kind == "ccl":
+        return f"m = {margin:.2f}"
+    return f"m{k + 1} = {margin:.2f} (w {weight:.2f})"
+
+
+def negative_cloud(n: int, seed: int = 0, hard_share: float = 0.5,
+                   concentration: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """``(angle, radius)`` of ``n`` toy negatives: a share ``hard_share`` drawn von Mises around
+    the user (angle 0, ``concentration`` κ: the hard negatives), the rest uniform on the circle
+    [assumed toy distribution]. ``radius`` in [0.86, 1] is a jitter for drawing only: scores are
+    cos(angle). Deterministic given ``seed``."""
+    if n < 1:
+        raise ValueError(f"need n >= 1 negatives, got {n}")
+    if not 0.0 <= hard_share <= 1.0:
+        raise ValueError(f"hard_share must be in [0, 1], got {hard_share}")
+    rng = np.random.default_rng(seed)
+    n_hard = int(round(hard_share * n))
+    angle = np.concatenate([rng.vonmises(0.0, concentration, n_hard),
+                            rng.uniform(-np.pi, np.pi, n - n_hard)])
+    radius = 1.0 - 0.14 * rng.random(n)
+    return angle, radius
+
+
+# ---------------------------------------------------------------------------------------------
+# A real model
+
+
+def train_briefly(dataset: Dataset, steps: int = 500, loss: str = "ccl",
+                  loss_params: Mapping | None = None, batch_size: int = 1024,
+                  n_negatives: int = 100, dim: int = 64, lr: float = 1e-3, seed: int = 0,
+                  device: str = "cpu") -> MF:
+    """An MF (SPEC §3: cosine scores, N(0, 1e-4) init, dropout 0.1 after normalising) trained
+    for ``steps`` Adam steps on random train rows with uniform negatives (SPEC §4).
+
+    A deliberately short, self-contained fit for the geometry measurement, not a paper run: no
+    regulariser, no clipping, and lr 1e-3 (10× the paper's, so a few hundred steps move the
+    scores the way an epoch or more at 1e-4 would) [assumed]. Returns the model in eval mode.
+    """
+    if steps < 1 or batch_size < 1 or n_negatives < 1:
+        raise ValueError(f"need steps, batch_size, n_negatives >= 1, got {steps}, {batch_size}, "
+                         f"{n_negatives}")
+    loss_fn = get_loss(loss, **dict(loss_params or {}))
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # model init and dropout
+    model = MF(dataset.n_users, dataset.n_items, dim=dim).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    users = torch.from_numpy(dataset.train_users())
+    items = torch.from_numpy(dataset.train_items())
+    model.train()
+    for _ in range(steps):
+        rows = torch.randint(len(users), (batch_size,), generator=gen)
+        neg = torch.randint(dataset.n_items, (batch_size, n_negatives), generator=gen)
+        pos_s, neg_s = model(users[rows].to(device), items[rows].to(device), neg.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss_fn(pos_s, neg_s).backward()
+        opt.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def active_share(model: torch.nn.Module, dataset: Dataset,
+                 n_values: Sequence[int] = (10, 50, 100, 200, 400, 800), n_users: int = 1024,
+                 seed: int = 0, losses: Mapping[str, tuple] = ACTIVE_SHARE_LOSSES,
+                 training_mode: bool = True) -> pd.DataFrame:
+    """For ``n_users`` users with train items (drawn with ``seed``), draw N uniform negatives per
+    user for every N in ``n_values`` and measure, for each loss (label -> (margins, weights)):
+
+    - ``share_active``: share of the sampled negatives with s⁻ > min_k m_k, i.e. a non-zero
+      gradient (:func:`mmlrepro.losses.active_negatives`);
+    - ``active_per_row``: their mean number per user (= share · N);
+    - ``rows_with_active``: share of users with at least one such negative;
+    - ``mean_weight``: mean Σ_{m_k < s⁻} w_k over the sampled negatives.
+
+    Scores are those the loss sees in training (``training_mode``: dropout on the user vector,
+    SPEC §3) [assumed; ``False`` gives the clean eval scores]. One row per (loss, N).
+    """
+    if n_users < 1 or any(n < 1 for n in n_values):
+        raise ValueError(f"need n_users >= 1 and every N >= 1, got {n_users} and {n_values}")
+    gen = torch.Generator().manual_seed(seed)
+    eligible = np.flatnonzero(dataset.history_lengths() > 0)
+    pick = np.random.default_rng(seed).choice(eligible, size=min(n_users, len(eligible)),
+                                              replace=False)
+    device = next(model.parameters()).device
+    users = torch.from_numpy(np.sort(pick)).to(device)
+    was_training = model.training
+    model.train(training_mode)
+    torch.manual_seed(seed)  # dropout
+    u = model.user_vectors(users)
+    model.train(was_training)
+    rows = []
+    for n in n_values:
+        neg = torch.randint(dataset.n_items, (len(users), n), generator=gen).to(device)
+        scores = torch.einsum("bd,bnd->bn", u, model.item_vectors(neg))
+        for label, (margins, weights) in losses.items():
+            mask, weight = active_negatives(scores, margins, weights)
+            rows.append({"loss": label, "n_negatives": int(n),
+                         "share_active": float(mask.float().mean()),
+                         "active_per_row": float(mask.float().sum(1).mean()),
+                         "rows_with_active": float(mask.any(1).float().mean()),
+                         "mean_weight": float(weight.mean())})
+    return pd.DataFrame(rows)

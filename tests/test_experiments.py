@@ -1,0 +1,116 @@
+"""Experiment catalogue, reported numbers, compare() and the report on a hand-made store."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mmlrepro import experiments as ex
+from mmlrepro.report import markdown_table, render_report
+from mmlrepro.results import atomic_write_json
+from mmlrepro.train import RunConfig
+
+
+def fake_run(root, config: RunConfig, recall: float, ndcg: float, device: str = "fake-gpu", test=None) -> None:
+    metrics = {"recall@20": recall, "ndcg@20": ndcg, "recall@50": recall * 2, "ndcg@50": ndcg * 2}
+    best = {"epoch": 3, "loss": 0.5, **metrics}
+    atomic_write_json({"key": config.key(), "config": config.to_dict(), "history": [best], "best": best,
+                       "last": best, "test": test or {}, "timings": {"train_s": 1.0, "eval_s": 0.5},
+                       "device": device, "provenance": {"time_utc": "2026-11-23T00:00:00+00:00"}},
+                      root / "runs" / f"{config.key()}.json")
+
+
+def test_paper_settings_follow_spec_section_8():
+    g = ex.paper_config("gowalla", "mf", "mml")
+    assert (g.batch_size, g.lr, g.epochs, g.n_negatives, g.seed, g.reg_lambda) == (256, 1e-4, 100, 100, 2019, 1e-8)
+    assert g.loss_hp == {"margins": [0.7, 0.8, 0.9], "weights": [0.10, 0.15, 0.75], "pos_weight": 1.0,
+                         "neg_weight": 700.0}
+    y = ex.paper_config("yelp2018", "simplex", "ccl")
+    assert (y.batch_size, y.reg_lambda, y.loss_hp["neg_weight"]) == (512, 1e-8, 150.0)
+    assert y.model_hp["gate"] == 1.0 and y.model_hp["history_cap"] == 500
+    s = ex.paper_config("gowalla", "simplex", "ccl")
+    assert s.loss_hp["neg_weight"] == 250.0 and s.monitor == "ndcg@20" and s.reg_lambda == 1e-7
+    assert s.model_hp == {"aggregator": "attention", "gate": 0.8, "separate_history_table": True,
+                          "history_cap": None, "padding_softmax_bug": True}
+    b = ex.paper_config("yelp2018", "mf", "bsl")
+    assert (b.batch_size, b.reg_form, b.reg_lambda, b.dropout_placement) == (1024, "batch", 1e-3, "before_norm")
+    assert b.loss_hp == {"tau1": 0.11, "tau2": 1.10, "mode": "multi"}
+
+
+def test_groups_sizes_profiles_and_labels():
+    assert len(ex.configs("table2", "paper", 1)) == 16
+    assert len(ex.configs("table3", "paper", 3)) == 42
+    assert len(ex.configs("figure3", "paper", 1)) == 36
+    assert len(ex.configs("li2023", "paper", 1)) == 2 * (8 + 1 + 2 * 2)
+    quick = ex.configs("table3", "quick", 1)
+    assert all(c.profile == "quick" and c.epochs == ex.QUICK["epochs"] for c in quick)
+    assert all("[quick]" in c.label() for c in quick)
+    assert {c.seed for c in ex.configs("table3", "paper", 3)} == {2019, 2020, 2021}
+    with pytest.raises(ValueError, match="unknown group"):
+        ex.configs("table9")
+    with pytest.raises(ValueError, match="profile"):
+        ex.configs("table2", "slow")
+    with pytest.raises(ValueError, match="dataset"):
+        ex.configs("table2", "paper", 1, datasets=["movielens"])
+
+
+def test_plan_dedups_and_orders_by_value():
+    runs = ex.plan(["figure3", "table2", "table3"], "paper", 2)
+    keys = [c.key() for c in runs]
+    assert len(keys) == len(set(keys))
+    # the first runs are Table 3 and Table 2 "N" of seed 2019, then seed 2020, then the rest
+    first = runs[: len(ex.configs("table3", "paper", 1)) + 8 - 4]  # MF CCL/MML "N" rows are shared
+    assert all(c.seed == 2019 and c.selection == "paper" for c in first)
+    seeds_in_order = [c.seed for c in runs if c.group in ("table3", "table2") and c.selection == "paper"]
+    assert seeds_in_order == sorted(seeds_in_order)
+    # MF + CCL at N = 100 is one run shared by Table 2, Table 3 and Figure 3
+    shared = ex.paper_config("gowalla", "mf", "ccl")
+    assert sum(c.key() == shared.key() for c in runs if c.seed == 2019) == 1
+
+
+def test_compare_table3_relative_differences_and_claims(tmp_path):
+    rep = {r["loss"]: r for r in ex.reported()["table3"]}
+    for seed, scale in ((2019, 1.02), (2020, 1.06)):  # mean scale 1.04: within ±5%
+        for loss in ex.TABLE3_LOSSES:
+            config = ex.paper_config("gowalla", "mf", loss, seed=seed)
+            r, n = rep[loss]["gowalla"]
+            fake_run(tmp_path, config, r * scale, n * scale)
+    out = ex.compare("table3", "paper", tmp_path)
+    table = out["table"]
+    row = table[(table.loss == "mml") & (table.dataset == "gowalla") & (table.metric == "recall@20")].iloc[0]
+    assert row["reported"] == 0.1816
+    assert row["mean"] == pytest.approx(0.1816 * 1.04)
+    assert row["std"] == pytest.approx(math.sqrt(2) * 0.1816 * 0.02)
+    assert row["rel_diff"] == pytest.approx(0.04)
+    assert row["within_5pct"] == "yes" and row["seeds"] == 2
+    yelp = table[(table.dataset == "yelp2018")]
+    assert (yelp["within_5pct"] == "missing").all()
+    claims = out["claims"].set_index("claim")["verdict"]
+    assert claims["Table 3: gowalla recall@20: MML beats MSE"] == "holds"
+    assert claims["Gowalla: MML beats CCL and BSL on Recall@20 but trails BSL on NDCG@20"] == "holds"
+    assert claims["Table 3: yelp2018 recall@20: MML beats MSE"] == "missing runs"
+
+
+def test_compare_figure3_gain_claim(tmp_path):
+    for loss, recall in (("ccl", 0.100), ("mml", 0.1195), ("bsl", 0.09)):
+        fake_run(tmp_path, ex.paper_config("yelp2018", "mf", loss, n_negatives=10), recall, recall)
+    claims = ex.compare("figure3", "paper", tmp_path)["claims"]
+    row = claims[claims.claim.str.contains("yelp2018, N = 10: MML beats CCL by \\+19.50% on recall@20")].iloc[0]
+    assert row["verdict"] == "holds" and row["reproduced"] == "+19.50%"
+
+
+def test_report_renders_from_the_store(tmp_path):
+    for loss in ("ccl", "mml"):
+        fake_run(tmp_path, ex.paper_config("gowalla", "mf", loss), 0.17, 0.14)
+    text = render_report(tmp_path, figures_dir=tmp_path / "figures", out_dir=tmp_path)
+    assert "MML Table 2" in text and "MML Table 3" in text and "Runs not yet done [paper]" in text
+    assert "| mf | mml | N | gowalla | recall@20 | 0.1816 | 0.1700 |" in text
+    assert "-6.4%" in text  # (0.17 - 0.1816) / 0.1816
+
+
+def test_markdown_table():
+    import pandas as pd
+
+    text = markdown_table(pd.DataFrame({"a": [1, 2], "b": [0.5, float("nan")]}))
+    assert text.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.5000 |", "| 2 | – |"]

@@ -1,0 +1,196 @@
+"""MF and SimpleX (SPEC §3): cosine scores, dropout, aggregators and the padding bug."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmlrepro.data import synthetic
+from mmlrepro.models import MF, SimpleX, padded_history
+
+# tiny history: user 0 -> [1, 2, 3], user 1 -> [4], user 2 -> [] ; 6 items
+INDPTR = np.array([0, 3, 4, 4])
+INDICES = np.array([1, 2, 3, 4])
+
+
+def tiny_simplex(**kw) -> SimpleX:
+    torch.manual_seed(0)
+    kw = {"dim": 4, "init_std": 1.0, **kw}
+    return SimpleX(3, 6, INDPTR, INDICES, **kw)
+
+
+def test_mf_shapes_normalisation_and_dropout():
+    torch.manual_seed(0)
+    m = MF(10, 20, dim=8)                              # tiny init (1e-4) normalises fine
+    users = torch.tensor([0, 3, 3, 9])
+    assert m.user_emb.shape == (10, 8) and m.item_emb.shape == (20, 8)
+    assert 0.5e-4 < m.user_emb.std().item() < 2e-4
+    m.eval()
+    u = m.user_vectors(users)
+    assert u.shape == (4, 8)
+    torch.testing.assert_close(u.norm(dim=1), torch.ones(4))
+    torch.testing.assert_close(m.item_vectors().norm(dim=1), torch.ones(20))
+    assert m.item_vectors(torch.tensor([[1, 2], [3, 4]])).shape == (2, 2, 8)
+    assert torch.equal(m.user_vectors(users), u)       # eval is deterministic
+    s = m.score_users(users)
+    assert s.shape == (4, 20) and s.abs().max() <= 1 + 1e-6
+    torch.testing.assert_close(s, u @ m.item_vectors().T)
+    m.train()
+    d = m.user_vectors(torch.arange(10).repeat(50))
+    dropped = d == 0
+    assert 0.05 < dropped.float().mean() < 0.15         # p = 0.1 on the normalised vector
+    ref = F.normalize(m.user_emb[torch.arange(10).repeat(50)], dim=-1) / 0.9
+    torch.testing.assert_close(d[~dropped], ref[~dropped])
+    torch.testing.assert_close(m.score_users(users), s)  # ranking scores never use dropout
+
+
+def test_before_norm_dropout_gives_unit_vectors():
+    torch.manual_seed(0)
+    m = MF(10, 20, dim=8, dropout=0.5, dropout_placement="before_norm", init_std=1.0)
+    u = m.user_vectors(torch.arange(10))
+    torch.testing.assert_close(u.norm(dim=1), torch.ones(10))
+    assert (u == 0).any()
+
+
+def test_forward_matches_dot_products():
+    torch.manual_seed(0)
+    m = MF(5, 9, dim=6, init_std=1.0).eval()
+    users, pos, neg = torch.tensor([0, 4]), torch.tensor([1, 2]), torch.tensor([[3, 4, 5], [6, 7, 8]])
+    p, n = m(users, pos, neg)
+    s = m.score_users(users)
+    torch.testing.assert_close(p, s[[0, 1], pos])
+    torch.testing.assert_close(n, s.gather(1, neg))
+
+
+def test_simplex_gate_one_equals_mf():
+    torch.manual_seed(0)
+    mf = MF(3, 6, dim=4, init_std=1.0)
+    sx = tiny_simplex(gate=1.0, aggregator="attention", separate_history_table=True)
+    with torch.no_grad():
+        sx.user_emb.copy_(mf.user_emb)
+        sx.item_emb.copy_(mf.item_emb)
+    mf.eval(), sx.eval()
+    users = torch.tensor([0, 1, 2])
+    torch.testing.assert_close(sx.score_users(users), mf.score_users(users))
+    neg = torch.tensor([[0, 5], [1, 2], [3, 3]])
+    for a, b in zip(sx(users, torch.tensor([1, 4, 0]), neg), mf(users, torch.tensor([1, 4, 0]), neg),
+                    strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_mean_aggregator_by_hand():
+    m = tiny_simplex(gate=0.25, aggregator="mean").eval()
+    e, E = m.user_emb.detach(), m.item_emb.detach()
+    V = m.V.weight.detach()
+    h = m.raw_user_vectors(torch.tensor([0, 1, 2])).detach()
+    torch.testing.assert_close(h[0], 0.25 * e[0] + 0.75 * V @ E[[1, 2, 3]].mean(0))
+    torch.testing.assert_close(h[1], 0.25 * e[1] + 0.75 * V @ E[4])
+    torch.testing.assert_close(h[2], 0.25 * e[2])                # empty history: p_u = 0
+    # the positive is dropped from the history
+    h0 = m.raw_user_vectors(torch.tensor([0]), exclude_items=torch.tensor([2])).detach()
+    torch.testing.assert_close(h0[0], 0.25 * e[0] + 0.75 * V @ E[[1, 3]].mean(0))
+
+
+def attention_by_hand(m: SimpleX, u: int, items: list, n_pad: int) -> torch.Tensor:
+    e_u = m.user_emb[u].detach()
+    H = (m.hist_emb if m.hist_emb is not None else m.item_emb).detach()
+    W, b, V = m.W.weight.detach(), m.W.bias.detach(), m.V.weight.detach()
+    logits = [float(e_u @ torch.tanh(W @ H[k] + b)) for k in items]
+    den = sum(math.exp(s) for s in logits) + n_pad
+    p = sum(math.exp(s) / den * H[k] for s, k in zip(logits, items, strict=True))
+    return m.gate * e_u + (1 - m.gate) * V @ p
+
+
+@pytest.mark.parametrize("bug", [True, False])
+@pytest.mark.parametrize("separate", [True, False])
+def test_attention_by_hand(bug, separate):
+    m = tiny_simplex(gate=0.6, aggregator="attention", padding_softmax_bug=bug,
+                     separate_history_table=separate).eval()
+    with torch.no_grad():
+        m.W.bias.fill_(0.3)
+    assert m.history.shape == (3, 3)                        # L = longest history
+    h = m.raw_user_vectors(torch.tensor([0, 1, 2])).detach()
+    pads = (lambda n: n) if bug else (lambda n: 0)
+    torch.testing.assert_close(h[0], attention_by_hand(m, 0, [1, 2, 3], pads(0)))
+    torch.testing.assert_close(h[1], attention_by_hand(m, 1, [4], pads(2)))
+    torch.testing.assert_close(h[2], 0.6 * m.user_emb[2].detach())
+    # excluding the positive: one slot fewer, one pad more
+    hx = m.raw_user_vectors(torch.tensor([0, 1]), exclude_items=torch.tensor([3, 4])).detach()
+    torch.testing.assert_close(hx[0], attention_by_hand(m, 0, [1, 2], pads(1)))
+    torch.testing.assert_close(hx[1], 0.6 * m.user_emb[1].detach())
+    assert torch.isfinite(hx).all()
+
+
+def test_bug_shrinks_short_histories():
+    kw = {"gate": 0.0, "aggregator": "attention"}
+    with_bug, without = tiny_simplex(padding_softmax_bug=True, **kw), tiny_simplex(
+        padding_softmax_bug=False, **kw)
+    u = torch.tensor([1])
+    ratio = with_bug.raw_user_vectors(u).norm() / without.raw_user_vectors(u).norm()
+    with torch.no_grad():
+        a = math.exp(float(with_bug.user_emb[1] @ torch.tanh(with_bug.W(with_bug.item_emb[4]))))
+    assert ratio.item() == pytest.approx(a / (a + 2), rel=1e-5)
+
+
+def test_training_forward_excludes_positive():
+    m = tiny_simplex(gate=0.5, aggregator="mean", dropout=0.0)
+    users, pos, neg = torch.tensor([0]), torch.tensor([2]), torch.tensor([[5]])
+    p, _ = m(users, pos, neg)
+    ref = (m.user_vectors(users, exclude_items=pos) * m.item_vectors(pos)).sum(-1)
+    torch.testing.assert_close(p, ref)
+    m.eval()
+    p_eval, _ = m(users, pos, neg)
+    assert not torch.allclose(p, p_eval)                    # eval uses the full history
+
+
+def test_history_cap_keeps_last_items():
+    hist, lens = padded_history(np.array([0, 5, 6, 6]), np.array([9, 8, 7, 6, 5, 4]), 10, cap=2)
+    assert hist.tolist() == [[6, 5], [4, 0], [0, 0]] and lens.tolist() == [2, 1, 0]
+    hist, lens = padded_history(np.array([0, 5, 6, 6]), np.array([9, 8, 7, 6, 5, 4]), 10)
+    assert hist.tolist()[0] == [9, 8, 7, 6, 5] and lens.tolist() == [5, 1, 0]
+    m = tiny_simplex(history_cap=2)
+    assert m.history.tolist() == [[2, 3], [4, 0], [0, 0]]
+    assert "history" not in m.state_dict()
+
+
+def test_embedding_tables_and_parameters():
+    m = tiny_simplex(aggregator="attention", separate_history_table=True)
+    assert [t.shape for t in m.embedding_tables()] == [(3, 4), (6, 4), (6, 4)]
+    assert m.embedding_tables()[2] is m.hist_emb
+    shared = tiny_simplex()
+    tables = shared.embedding_tables()
+    assert len(tables) == 2 and tables[0] is shared.user_emb and tables[1] is shared.item_emb
+    assert isinstance(m.user_emb, torch.nn.Parameter) and m.V.bias is None
+    assert MF(2, 3).embedding_tables()[0].shape == (2, 64)
+
+
+def test_bad_parameters_raise():
+    with pytest.raises(ValueError, match="dropout_placement"):
+        MF(2, 3, dropout_placement="middle")
+    with pytest.raises(ValueError, match="dropout"):
+        MF(2, 3, dropout=1.0)
+    with pytest.raises(ValueError, match="aggregator"):
+        tiny_simplex(aggregator="max")
+    with pytest.raises(ValueError, match="gate"):
+        tiny_simplex(gate=1.5)
+    with pytest.raises(ValueError, match="history_cap"):
+        tiny_simplex(history_cap=0)
+    with pytest.raises(ValueError, match="history_indptr"):
+        SimpleX(2, 6, INDPTR, INDICES)
+    with pytest.raises(ValueError, match="outside"):
+        SimpleX(3, 4, INDPTR, INDICES)
+
+
+def test_gradients_flow_on_synthetic():
+    ds = synthetic(50, 80, seed=0)
+    torch.manual_seed(0)
+    m = SimpleX(ds.n_users, ds.n_items, ds.train_indptr, ds.train_indices, dim=8,
+                aggregator="attention", gate=0.8, separate_history_table=True)
+    users = torch.from_numpy(ds.train_users()[:32])
+    pos = torch.from_numpy(ds.train_items()[:32])
+    p, n = m(users, pos, torch.randint(ds.n_items, (32, 5)))
+    (n.sum() - p.sum()).backward()
+    for t in [*m.embedding_tables(), m.V.weight, m.W.weight, m.W.bias]:
+        assert t.grad is not None and torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0

@@ -1,0 +1,208 @@
+"""Trainer: learning, determinism, resume, NaN handling, early stopping, the exact fast step."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import mmlrepro.train as train_mod
+from mmlrepro.data import synthetic
+from mmlrepro.losses import get_loss
+from mmlrepro.metrics import evaluate
+from mmlrepro.train import (
+    ExactStep,
+    NonFiniteLossError,
+    RunConfig,
+    batch_loss,
+    build_model,
+    reference_step,
+    train,
+)
+
+CCL = {"margin": 0.5, "neg_weight": 10.0}
+
+
+def small_config(**changes) -> RunConfig:
+    base = dict(dataset="synthetic:300:400", loss="ccl", loss_params=CCL, n_negatives=20, batch_size=128,
+                lr=1e-2, epochs=3, reg_lambda=1e-6, device="cpu", seed=7)
+    base.update(changes)
+    return RunConfig(**base)
+
+
+def test_trainer_learns_well_above_untrained(tmp_path):
+    config = small_config(epochs=6)
+    dataset = synthetic(300, 400)
+    torch.manual_seed(config.seed)
+    untrained = evaluate(build_model(config, dataset), dataset)["recall@20"]
+    result = train(config, checkpoint_dir=tmp_path)
+    assert len(result.history) == 6
+    assert result.best["recall@20"] > 2 * untrained + 0.05
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert result.best == max(result.history, key=lambda r: r["recall@20"])
+    assert result.timings["train_s"] > 0 and result.timings["eval_s"] > 0
+    assert not (tmp_path / f"{config.key()}.pt").exists()  # removed once the run completes
+
+
+def test_same_seed_same_metrics_and_other_seed_differs(tmp_path):
+    a = train(small_config(), checkpoint_dir=tmp_path)
+    b = train(small_config(), checkpoint_dir=tmp_path)
+    c = train(small_config(seed=8), checkpoint_dir=tmp_path)
+    strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in h]  # noqa: E731
+    assert strip(a.history) == strip(b.history)
+    assert strip(a.history) != strip(c.history)
+
+
+def test_resume_after_kill_gives_identical_metrics(tmp_path):
+    config = small_config(epochs=4)
+    full = train(config, checkpoint_dir=tmp_path / "full")
+
+    def kill(epoch, record):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, checkpoint_dir=tmp_path / "killed", on_epoch_end=kill)
+    assert (tmp_path / "killed" / f"{config.key()}.pt").exists()
+    seen = []
+    resumed = train(config, checkpoint_dir=tmp_path / "killed", on_epoch_end=lambda e, r: seen.append(e))
+    assert seen == [3, 4]  # only the missing epochs ran
+    strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in h]  # noqa: E731
+    assert strip(resumed.history) == strip(full.history)
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = get_loss("ccl", **CCL)
+
+    def poisoned(name, **hp):
+        def loss(pos, neg, users=None):
+            calls["n"] += 1
+            value = real(pos, neg, users)
+            return value * float("nan") if calls["n"] == 5 else value
+        return loss
+
+    config = small_config(epochs=3, batch_size=1024)  # 300 users × ~16 rows → 4 steps an epoch
+    steps_per_epoch = -(-len(synthetic(300, 400).train_items()) // 1024)
+    monkeypatch.setattr(train_mod, "get_loss", poisoned)
+    with pytest.raises(NonFiniteLossError) as err:
+        train(config, checkpoint_dir=tmp_path)
+    epoch, step = divmod(5 - 1, steps_per_epoch)
+    assert f"epoch {epoch + 1}, step {step + 1}" in str(err.value)
+    assert (tmp_path / f"{config.key()}.pt").exists() == (epoch >= 1)
+
+
+def test_early_stopping_stops_at_the_right_epoch(tmp_path, monkeypatch):
+    sequence = iter([0.10, 0.20, 0.20, 0.15, 0.19, 0.30, 0.40])
+
+    def scripted(model, dataset, ks=(20, 50), **kw):
+        v = next(sequence)
+        return {"recall@20": v, "ndcg@20": v, "recall@50": v, "ndcg@50": v}
+
+    monkeypatch.setattr(train_mod, "evaluate", scripted)
+    result = train(small_config(epochs=7, selection="early_stop"), checkpoint_dir=tmp_path)
+    # best 0.20 at epoch 2; epochs 3, 4, 5 do not improve by more than 1e-6: stop after 5
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4, 5]
+    assert result.best["epoch"] == 2 and result.stopped_early
+
+
+def test_lr_reduce_cuts_lr_on_non_improving_epochs(tmp_path, monkeypatch):
+    sequence = iter([0.1, 0.2, 0.15, 0.25])
+
+    def scripted(model, dataset, ks=(20, 50), **kw):
+        v = next(sequence)
+        return {"recall@20": v, "ndcg@20": v, "recall@50": v, "ndcg@50": v}
+
+    monkeypatch.setattr(train_mod, "evaluate", scripted)
+    result = train(small_config(epochs=4, lr_reduce=True, lr=1e-3), checkpoint_dir=tmp_path)
+    assert [r["lr"] for r in result.history] == pytest.approx([1e-3, 1e-3, 1e-3, 1e-4])
+
+
+def test_honest_mode_selects_on_validation_and_tests_once(tmp_path):
+    result = train(small_config(selection="honest", epochs=3), checkpoint_dir=tmp_path)
+    assert set(result.test) == {"recall@20", "ndcg@20", "recall@50", "ndcg@50"}
+    assert result.test["recall@20"] > 0
+    assert result.best == max(result.history, key=lambda r: r["recall@20"])
+
+
+@pytest.mark.parametrize("bad, word", [
+    (dict(n_negatives=0), "n_negatives"), (dict(batch_size=-1), "batch_size"), (dict(lr=0.0), "lr"),
+    (dict(epochs=0), "epochs"), (dict(dropout=1.0), "dropout"), (dict(selection="best"), "selection"),
+    (dict(reg_form="l1"), "reg_form"), (dict(reg_lambda=-1.0), "reg_lambda"), (dict(model="lightgcn"), "model"),
+    (dict(loss="nope"), "nope"), (dict(loss_params={"margin": 2.0, "neg_weight": 1.0}), "margin"),
+    (dict(monitor="auc"), "monitor"), (dict(grad_clip=0.0), "grad_clip"), (dict(device="tpu"), "device"),
+    (dict(model_params={"gate": 0.5}), "model_params"), (dict(dataset=""), "dataset"),
+    (dict(user_subsample=0), "user_subsample"), (dict(holdout_fraction=1.0), "holdout_fraction"),
+])
+def test_runconfig_rejects_bad_values(bad, word):
+    with pytest.raises(ValueError, match=word):
+        small_config(**bad)
+
+
+def test_key_is_stable_across_processes_and_ignores_device_and_group():
+    config = small_config(loss="mml", loss_params={"margins": [0.7, 0.9], "weights": [0.2, 0.8],
+                                                   "pos_weight": 1.0, "neg_weight": 100.0})
+    code = ("from mmlrepro.train import RunConfig; print(RunConfig(dataset='synthetic:300:400', loss='mml', "
+            "loss_params={'neg_weight': 100.0, 'pos_weight': 1.0, 'weights': [0.2, 0.8], 'margins': [0.7, 0.9]}, "
+            "n_negatives=20, batch_size=128, lr=1e-2, epochs=3, reg_lambda=1e-6, device='cuda', seed=7, "
+            "group='x').key())")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert other == config.key()
+    assert config.key() != config.replace(seed=8).key()
+    assert RunConfig.from_dict(config.to_dict()) == config
+
+
+def _step_pair(model_kind: str, loss_name: str, hp: dict, reg: float, clip: float | None, steps: int = 4):
+    """Run the fast and the reference step from one state on the same batches; return both."""
+    dataset = synthetic(120, 150, seed=3)
+    model_params = ({"aggregator": "attention", "gate": 0.8, "separate_history_table": True}
+                    if model_kind == "simplex" else {})
+    config = RunConfig(dataset="synthetic", model=model_kind, loss=loss_name, loss_params=hp, reg_lambda=reg,
+                       model_params=model_params, grad_clip=clip, dropout=0.0, device="cpu")
+    torch.manual_seed(0)
+    fast = build_model(config, dataset).double()
+    ref = build_model(config, dataset).double()
+    ref.load_state_dict(fast.state_dict())
+    step = ExactStep(fast, 1e-3, reg, clip, torch.device("cpu"))
+    opt = torch.optim.Adam(ref.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    loss_fn = get_loss(loss_name, **hp)
+    gen = torch.Generator().manual_seed(1)
+    losses = []
+    for _ in range(steps):
+        users = torch.randint(0, dataset.n_users, (32,), generator=gen)
+        pos = torch.randint(0, dataset.n_items, (32,), generator=gen)
+        neg = torch.randint(0, dataset.n_items, (32, 10), generator=gen)
+        lf = batch_loss(fast, loss_fn, config, users, pos, neg)
+        lr_ = batch_loss(ref, loss_fn, config, users, pos, neg)
+        losses.append((lf.item(), lr_.item()))
+        step(lf)
+        reference_step(ref, opt, lr_, reg, clip)
+    return fast, ref, losses
+
+
+@pytest.mark.parametrize("model_kind", ["mf", "simplex"])
+@pytest.mark.parametrize("reg, clip", [(1e-2, 10.0), (0.0, None), (1e-4, 1e-3)])
+def test_exact_step_matches_plain_pytorch_loop(model_kind, reg, clip):
+    hp = {"margins": [0.1, 0.5], "weights": [0.3, 0.7], "pos_weight": 1.0, "neg_weight": 50.0}
+    fast, ref, losses = _step_pair(model_kind, "mml", hp, reg, clip)
+    for a, b in losses:
+        assert a == pytest.approx(b, rel=1e-6, abs=1e-12)  # the fused kernel takes the clip in fp32
+    for p, q in zip(fast.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-9)  # params ~1e-3: 1e-6 relative to scale
+
+
+def test_clip_really_triggers_in_the_clipped_case():
+    """With tiny init the cosine gradients are huge: the 1e-3 clip must be active."""
+    dataset = synthetic(120, 150, seed=3)
+    config = RunConfig(dataset="synthetic", loss="ccl", loss_params={"margin": 0.1, "neg_weight": 50.0},
+                       dropout=0.0, device="cpu")
+    torch.manual_seed(0)
+    model = build_model(config, dataset)
+    users, pos = torch.arange(32), torch.arange(32)
+    neg = torch.randint(0, 150, (32, 10))
+    loss = batch_loss(model, get_loss("ccl", margin=0.1, neg_weight=50.0), config, users, pos, neg)
+    loss.backward()
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+    assert norm > 10.0

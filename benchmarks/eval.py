@@ -7,7 +7,7 @@ numpy, chunks of 1000 users, a dense score chunk, train items masked user by use
 ``argpartition`` + ``argsort`` of the top K, and Recall/NDCG per user in Python. Prints both
 results (they must agree), the times, their ratio, the peak RSS, the device and torch version.
 
-    MMLREPRO_DATA_DIR=/work/shared/data python benchmarks/eval.py [--device cuda] [--naive-runs 1]
+    MMLREPRO_DATA_DIR=/work/shared/data python benchmarks/eval.py [--device cuda] [--threads 1]
 """
 
 from __future__ import annotations
@@ -84,7 +84,10 @@ def main() -> None:
     ap.add_argument("--chunk-size", type=int, default=None)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--naive-runs", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
 DEFAULT_GROUPS = ("table3", "table2", "figure3", "ccl_matched", "honest", "li2023")
@@ -78,32 +77,15 @@ def default_profile() -> tuple[str, str]:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from mmlrepro.data import load_dataset
-    from mmlrepro.experiments import compare, plan
-    from mmlrepro.results import ResultsStore
+    from mmlrepro.experiments import compare, run_missing
 
     profile = args.profile
     if profile is None:
         profile, why = default_profile()
         print(f"profile: {profile} ({why}); choose with --profile paper|quick")
     groups = args.groups or list(DEFAULT_GROUPS)
-    runs = plan(groups, profile, args.seeds, datasets=args.datasets)
-    store = ResultsStore(args.results_dir)
-    todo = [c for c in runs if c not in store]
-    print(f"{len(runs)} runs planned for {', '.join(groups)} [{profile}], "
-          f"{len(runs) - len(todo)} already in {store.root}, {len(todo)} to run")
-    for name in sorted({c.dataset for c in todo}):
-        load_dataset(name, data_dir=args.data_dir)  # a missing dataset fails before any training
-    start = time.perf_counter()
-    for i, config in enumerate(todo, 1):
-        if args.device:
-            config = config.replace(device=args.device)
-        result = store.run(config, data_dir=args.data_dir)
-        elapsed = time.perf_counter() - start
-        eta = elapsed / i * (len(todo) - i)
-        print(f"[{i}/{len(todo)}] {config.label()}: recall@20 {result.best['recall@20']:.4f} "
-              f"ndcg@20 {result.best['ndcg@20']:.4f} (best epoch {result.best['epoch']}) "
-              f"| {elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min", flush=True)
+    run_missing(groups, profile, args.seeds, results_dir=args.results_dir, datasets=args.datasets,
+                device=args.device, data_dir=args.data_dir, log=lambda line: print(line, flush=True))
     for group in groups:
         tables = compare(group, profile, args.results_dir)
         print(f"\n== {group} [{profile}] ==")
@@ -163,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="run what the store lacks for GROUPs, then print the comparisons")
     p.add_argument("groups", nargs="*", metavar="GROUP", help=f"default: {' '.join(DEFAULT_GROUPS)}")
-    p.add_argument("--profile", choices=["paper", "quick"], default=None,
+    p.add_argument("--profile", choices=["paper", "quick", "smoke"], default=None,
                    help="paper (SPEC §8) or quick (CPU minutes); default: paper with a GPU, else quick")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (2019, 2020, ...)")
     p.add_argument("--datasets", nargs="+", default=["yelp2018", "gowalla"])

@@ -8,6 +8,7 @@ Groups: ``table2``, ``table3``, ``figure3``, ``ccl_matched``, ``honest``, ``li20
 - ``quick``: a labelled reduction that finishes a group on a 2-core CPU in minutes — see
   :data:`QUICK`. Its numbers are not comparable to the paper's absolute values; they show the
   relative order of losses on a user subsample after a few epochs.
+- ``smoke``: 200 users and 2 epochs, for tests and CI runs of the notebooks only.
 
 Seeds: the paper used 2019; seed k of a run is ``2018 + k`` (k = 1, 2, 3, ...).
 """
@@ -15,6 +16,7 @@ Seeds: the paper used 2019; seed k of a run is ``2018 + k`` (k = 1, 2, 3, ...).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable
 from functools import cache
 from importlib import resources
@@ -24,11 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmlrepro.results import load_results
+from mmlrepro.results import ResultsStore, load_results
 from mmlrepro.train import RunConfig
 
 DATASETS = ("yelp2018", "gowalla")
-PROFILES = ("paper", "quick")
+PROFILES = ("paper", "quick", "smoke")
 FIGURE3_NEGATIVES = (10, 50, 100, 200, 400, 800)
 LI2023_LAMBDAS = (1.0, 1.1, 1.2, 1.3)
 LI2023_EPS = (0.0, 1.0)
@@ -37,10 +39,14 @@ LI2023_TAU_PLUS = (0.01, 0.1)
 # Temperature of the InfoNCE family [assumed]: the BSL τ₁ tuned for each dataset (SPEC §8).
 INFONCE_TAU = {"yelp2018": 0.11, "gowalla": 0.08}
 
-# The quick profile [assumed, labelled "quick" everywhere]: a fixed subsample of users (all
-# items kept), fewer epochs, and a 10× larger learning rate so that the few epochs learn
-# something. Everything else (losses, N, batch, regulariser) stays as in the paper profile.
-QUICK = {"user_subsample": 3000, "epochs": 6, "lr": 1e-3}
+# The quick profile [assumed, labelled "quick" everywhere]: a fixed subsample of 2,000 users (all
+# items kept), 4 epochs, and a 10× larger learning rate so that the few epochs learn something.
+# Everything else (losses, N, batch, regulariser) stays as in the paper profile, except that the
+# Li et al. group uses 200 negatives instead of 800 (QUICK_LI2023_NEGATIVES).
+QUICK = {"user_subsample": 2000, "epochs": 4, "lr": 1e-3}
+QUICK_LI2023_NEGATIVES = 200
+# The smoke profile: tests and CI only (200 users, 2 epochs); its numbers mean nothing.
+SMOKE = {**QUICK, "user_subsample": 200, "epochs": 2}
 
 MML_PARAMS = {
     "yelp2018": {"margins": [0.6, 0.7, 0.8, 0.9], "weights": [0.05, 0.15, 0.2, 0.6],
@@ -109,6 +115,8 @@ def paper_config(dataset: str, model: str, loss: str, *, profile: str = "paper",
                         dropout_placement="before_norm")
     if profile == "quick":
         settings.update(QUICK)
+    elif profile == "smoke":
+        settings.update(SMOKE)
     settings.update(overrides)
     return RunConfig(**settings)
 
@@ -155,7 +163,8 @@ def _li2023(profile: str, seed: int, datasets: Iterable[str]) -> list[RunConfig]
     """
     out = []
     for d in datasets:
-        common = dict(profile=profile, seed=seed, n_negatives=800, batch_size=512, group="li2023")
+        n_neg = 800 if profile == "paper" else QUICK_LI2023_NEGATIVES
+        common = dict(profile=profile, seed=seed, n_negatives=n_neg, batch_size=512, group="li2023")
         tau = INFONCE_TAU[d]
         for lam in LI2023_LAMBDAS:
             for eps in LI2023_EPS:
@@ -455,9 +464,178 @@ def compare(group: str, profile: str = "quick", results_dir: str | Path | None =
 
 
 def missing_runs(groups: Iterable[str], profile: str, n_seeds: int,
-                 results_dir: str | Path | None = None) -> list[RunConfig]:
+                 results_dir: str | Path | None = None,
+                 datasets: Iterable[str] = DATASETS) -> list[RunConfig]:
     """The planned runs the store does not hold yet."""
-    from mmlrepro.results import ResultsStore
-
     store = ResultsStore(results_dir)
-    return [c for c in plan(groups, profile, n_seeds) if c not in store]
+    return [c for c in plan(groups, profile, n_seeds, datasets) if c not in store]
+
+
+def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
+                results_dir: str | Path | None = None, datasets: Iterable[str] = DATASETS,
+                device: str | None = None, data_dir: str | None = None,
+                log: Callable[[str], None] | None = print) -> list[RunConfig]:
+    """Train the planned runs the store lacks, in plan order, logging progress and ETA.
+
+    Every dataset involved is loaded first, so a missing dataset fails before any training.
+    Returns the configs that were trained.
+    """
+    from mmlrepro.data import load_dataset
+
+    groups, datasets = list(groups), list(datasets)
+    store = ResultsStore(results_dir)
+    runs = plan(groups, profile, n_seeds, datasets)
+    todo = [c for c in runs if c not in store]
+    if log:
+        log(f"{len(runs)} runs planned for {', '.join(groups)} [{profile}], "
+            f"{len(runs) - len(todo)} already in {store.root}, {len(todo)} to run")
+    for name in sorted({c.dataset for c in todo}):
+        load_dataset(name, data_dir=data_dir)
+    start = time.perf_counter()
+    for i, config in enumerate(todo, 1):
+        if device:
+            config = config.replace(device=device)
+        result = store.run(config, data_dir=data_dir)
+        if log:
+            elapsed = time.perf_counter() - start
+            eta = elapsed / i * (len(todo) - i)
+            log(f"[{i}/{len(todo)}] {config.label()}: recall@20 {result.best['recall@20']:.4f} "
+                f"ndcg@20 {result.best['ndcg@20']:.4f} (best epoch {result.best['epoch']}) "
+                f"| {elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min")
+    return todo
+
+
+# --------------------------------------------------------------------------------------------
+# helpers for the notebooks (03-07): stored runs as the frames their tables and figures take
+
+LOSS_NAMES = {"mml": "MML", "ccl": "CCL", "bsl": "BSL", "bpr": "BPR", "hinge": "pairwise hinge",
+              "softmax_ce": "softmax CE", "mse": "MSE", "ssm": "InfoNCE", "infonce_plus": "InfoNCE+",
+              "debiased_infonce": "debiased InfoNCE", "debiased_ccl": "debiased CCL"}
+MODEL_NAMES = {"mf": "MF", "simplex": "SimpleX"}
+_CELL_COLUMNS = {"table2": ["model", "loss", "early_stop"], "table3": ["loss"]}
+
+
+def group_runs(group: str, profile: str, results_dir: str | Path | None = None,
+               max_seeds: int = 10) -> pd.DataFrame:
+    """The stored runs of ``group`` (one row per run, as :func:`mmlrepro.results.load_results`),
+    with ``early_stop`` (Y/N from ``selection``) and the display name ``loss_name`` added."""
+    runs = _runs(group, profile, results_dir, max_seeds)
+    if runs.empty:
+        return runs
+    runs["early_stop"] = np.where(runs["selection"] == "early_stop", "Y", "N")
+    runs["loss_name"] = runs["loss"].map(lambda v: LOSS_NAMES.get(v, v))
+    return runs.reset_index(drop=True)
+
+
+def cell_label(row: Any, group: str) -> str:
+    """The display label of a Table 2 / Table 3 cell: ``"MF · MML · ES N"`` or ``"MML"``."""
+    loss = LOSS_NAMES.get(row["loss"], row["loss"])
+    if group == "table2":
+        return f"{MODEL_NAMES.get(row['model'], row['model'])} · {loss} · ES {row['early_stop']}"
+    return loss
+
+
+def runs_vs_reported(group: str, profile: str, results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Every stored run of Table 2 or 3 beside the paper's number of its cell, long format.
+
+    Columns: the cell columns, ``label`` (:func:`cell_label`), ``dataset``, ``metric``, ``seed``,
+    ``reproduced`` (the run's selected-epoch test metric), ``reported``. Empty when no run is
+    stored. The input of :func:`mmlrepro.plots.plot_reproduced_vs_reported`.
+    """
+    if group not in _CELL_COLUMNS:
+        raise ValueError(f"runs_vs_reported: group must be one of {list(_CELL_COLUMNS)}, got {group!r}")
+    cells = _CELL_COLUMNS[group]
+    columns = [*cells, "label", "dataset", "metric", "seed", "reproduced", "reported"]
+    runs = group_runs(group, profile, results_dir)
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    long = runs.melt(id_vars=[*cells, "dataset", "seed"], value_vars=list(METRICS),
+                     var_name="metric", value_name="reproduced")
+    out = long.merge(reported_frame(group), on=[*cells, "dataset", "metric"], how="left")
+    out["label"] = out.apply(cell_label, axis=1, group=group)
+    out["order"] = out["metric"].map(METRICS.index)
+    out = out.sort_values([*cells, "dataset", "order", "seed"])
+    return out[columns].reset_index(drop=True)
+
+
+def learning_curves(group: str, profile: str, results_dir: str | Path | None = None,
+                    **where: Any) -> pd.DataFrame:
+    """Per-epoch history of the stored runs of ``group``, long: one row per run and epoch.
+
+    Columns: ``dataset``, ``model``, ``loss``, ``loss_name``, ``selection``, ``early_stop``,
+    ``n_negatives``, ``seed``, ``label`` (``"MF · MML"``), ``epoch``, ``train_loss`` and the
+    metrics of the epoch's evaluation (test, or validation for ``honest`` runs). ``where``
+    keeps the runs whose config fields equal the given values, e.g. ``selection="paper"``.
+    """
+    keys = {c.key() for c in configs(group, profile, 10)}
+    rows = []
+    for record in ResultsStore(results_dir).records():
+        config = record["config"]
+        if record["key"] not in keys or any(config.get(k) != v for k, v in where.items()):
+            continue
+        run = {k: config[k] for k in ("dataset", "model", "loss", "selection", "n_negatives", "seed")}
+        run["loss_name"] = LOSS_NAMES.get(run["loss"], run["loss"])
+        run["early_stop"] = "Y" if run["selection"] == "early_stop" else "N"
+        run["label"] = f"{MODEL_NAMES.get(run['model'], run['model'])} · {run['loss_name']}"
+        for epoch in record["history"]:
+            rows.append({**run, "epoch": epoch["epoch"], "train_loss": epoch["loss"],
+                         **{m: epoch[m] for m in ("recall@20", "ndcg@20", "recall@50", "ndcg@50") if m in epoch}})
+    columns = ["dataset", "model", "loss", "loss_name", "selection", "early_stop", "n_negatives", "seed",
+               "label", "epoch", "train_loss", *METRICS]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    return pd.DataFrame(rows).sort_values(["dataset", "model", "loss", "seed", "epoch"]).reset_index(drop=True)
+
+
+def seed_noise(profile: str, results_dir: str | Path | None = None) -> pd.DataFrame:
+    """The paper's MML-vs-baseline gaps beside the run-to-run noise measured over seeds.
+
+    One row per comparison (Table 2: MML vs CCL in every model × early-stop cell; Table 3: MML
+    vs BSL), dataset and metric: ``paper_gap`` = (MML / baseline − 1) in % from the reported
+    numbers, ``reproduced_gap`` the same from the seed means, ``std_mml`` / ``std_base`` the std
+    over seeds relative to the baseline's mean in % (ddof 1), ``noise`` = √(std_mml² + std_base²)
+    (% ; the std of the difference of two independent runs), and ``paper_gap_in_sd`` =
+    ``paper_gap / noise``: how many run-to-run standard deviations the published gap spans.
+    ``noise`` is NaN for cells with fewer than two seeds.
+    """
+    rows = []
+    for group, base in (("table2", "ccl"), ("table3", "bsl")):
+        table = compare(group, profile, results_dir)["table"]
+        if group == "table3":
+            table = table.assign(model="mf", early_stop="N")
+        for keys, sub in table.groupby(["model", "early_stop", "dataset", "metric"], sort=False):
+            mml, other = sub[sub.loss == "mml"].iloc[0], sub[sub.loss == base].iloc[0]
+            std_mml = mml["std"] / other["mean"] * 100
+            std_base = other["std"] / other["mean"] * 100
+            rows.append({
+                "comparison": f"{group}: MML vs {LOSS_NAMES[base]}", "model": keys[0], "early_stop": keys[1],
+                "dataset": keys[2], "metric": keys[3], "seeds": int(min(mml["seeds"], other["seeds"]))
+                if not np.isnan([mml["seeds"], other["seeds"]]).any() else 0,
+                "paper_gap": _gain(mml["reported"], other["reported"]),
+                "reproduced_gap": _gain(mml["mean"], other["mean"]),
+                "std_mml": std_mml, "std_base": std_base,
+                "noise": float(np.hypot(std_mml, std_base))})
+    out = pd.DataFrame(rows)
+    out["paper_gap_in_sd"] = out["paper_gap"] / out["noise"]
+    return out
+
+
+def linear_results(results_dir: str | Path | None = None) -> pd.DataFrame:
+    """The EASE / iALS runs of ``results/linear/*.json`` (written by
+    :func:`mmlrepro.linear.save_linear_result`), one row per run: ``dataset``, ``method``,
+    ``profile``, the hyperparameters (``lam``; ``dim``, ``alpha``, ``reg``, ``reg_exp``,
+    ``epochs``), ``tau_plus``, ``debiased`` (τ⁺ > 0), the four metrics, ``device``, ``fit_s``.
+    Empty (with those columns) when the folder holds no run."""
+    root = Path(results_dir) if results_dir is not None else ResultsStore(None).root
+    hp = ["lam", "dim", "alpha", "reg", "reg_exp", "epochs"]
+    metrics = ["recall@20", "ndcg@20", "recall@50", "ndcg@50"]
+    columns = ["dataset", "method", "profile", *hp, "tau_plus", "debiased", *metrics, "device", "fit_s", "key"]
+    rows = []
+    for path in sorted((root / "linear").glob("*.json")):
+        record = json.loads(path.read_text())
+        config = record["config"]
+        rows.append({**{k: config.get(k) for k in ("dataset", "method", "profile", *hp, "tau_plus")},
+                     "debiased": float(config.get("tau_plus") or 0.0) > 0, **record["metrics"],
+                     "device": record.get("device", ""), "fit_s": record.get("timings", {}).get("fit_s"),
+                     "key": record.get("key", path.stem)})
+    return pd.DataFrame(rows, columns=columns)

@@ -15,11 +15,12 @@ Two parts, both used by notebook 01:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from mmlrepro.data import Dataset
 from mmlrepro.losses import active_negatives, get_loss, penalty_curve
@@ -127,36 +128,82 @@ def negative_cloud(n: int, seed: int = 0, hard_share: float = 0.5,
 # A real model
 
 
-def train_briefly(dataset: Dataset, steps: int = 500, loss: str = "ccl",
-                  loss_params: Mapping | None = None, batch_size: int = 1024,
+def train_briefly(dataset: Dataset, steps: int = 300, loss: str = "ccl",
+                  loss_params: Mapping | None = None, batch_size: int = 256,
                   n_negatives: int = 100, dim: int = 64, lr: float = 1e-3, seed: int = 0,
-                  device: str = "cpu") -> MF:
+                  device: str = "cpu", checkpoints: Sequence[int] = (),
+                  on_checkpoint: Callable[[int, MF], None] | None = None) -> MF:
     """An MF (SPEC §3: cosine scores, N(0, 1e-4) init, dropout 0.1 after normalising) trained
-    for ``steps`` Adam steps on random train rows with uniform negatives (SPEC §4).
+    for ``steps`` Adam steps on random train rows with uniform negatives (SPEC §4), the loss
+    ``get_loss(loss, **loss_params)`` (defaults: CCL m = 0.9, w = 150).
 
-    A deliberately short, self-contained fit for the geometry measurement, not a paper run: no
-    regulariser, no clipping, and lr 1e-3 (10× the paper's, so a few hundred steps move the
-    scores the way an epoch or more at 1e-4 would) [assumed]. Returns the model in eval mode.
+    A deliberately short, self-contained fit for the geometry measurement, not a paper run
+    [assumed]: no regulariser, no clipping, rows drawn with replacement, lazy Adam
+    (``torch.optim.SparseAdam``: only the rows of a batch are updated, so a step costs O(batch)
+    on CPU instead of a pass over both tables) and lr 1e-3 (10× the paper's, so that a few
+    hundred steps move the scores the way much longer training at 1e-4 would).
+    ``on_checkpoint(step, model)`` is called (under ``torch.no_grad``, model in train mode)
+    after every step listed in ``checkpoints`` (0 = before training). Returns the model in eval
+    mode.
     """
-    if steps < 1 or batch_size < 1 or n_negatives < 1:
-        raise ValueError(f"need steps, batch_size, n_negatives >= 1, got {steps}, {batch_size}, "
-                         f"{n_negatives}")
+    if steps < 0 or batch_size < 1 or n_negatives < 1:
+        raise ValueError(f"need steps >= 0, batch_size and n_negatives >= 1, got {steps}, "
+                         f"{batch_size}, {n_negatives}")
+    bad = [c for c in checkpoints if not 0 <= c <= steps]
+    if bad:
+        raise ValueError(f"checkpoints must lie in [0, steps={steps}], got {bad}")
     loss_fn = get_loss(loss, **dict(loss_params or {}))
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # model init and dropout
     model = MF(dataset.n_users, dataset.n_items, dim=dim).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.SparseAdam([model.user_emb, model.item_emb], lr=lr)
     users = torch.from_numpy(dataset.train_users())
     items = torch.from_numpy(dataset.train_items())
+    marks = set(checkpoints)
     model.train()
-    for _ in range(steps):
+    for step in range(steps + 1):
+        if step in marks and on_checkpoint is not None:
+            with torch.no_grad():
+                on_checkpoint(step, model)
+            model.train()
+        if step == steps:
+            break
         rows = torch.randint(len(users), (batch_size,), generator=gen)
         neg = torch.randint(dataset.n_items, (batch_size, n_negatives), generator=gen)
-        pos_s, neg_s = model(users[rows].to(device), items[rows].to(device), neg.to(device))
+        pos_s, neg_s = _sparse_scores(model, users[rows].to(device), items[rows].to(device),
+                                      neg.to(device))
         opt.zero_grad(set_to_none=True)
         loss_fn(pos_s, neg_s).backward()
         opt.step()
     return model.eval()
+
+
+def _sparse_scores(model: MF, users: torch.Tensor, pos: torch.Tensor,
+                   neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model(users, pos, neg)`` in training mode (SPEC §3: cosine, dropout after normalising
+    the user vector) with sparse gradients for the embedding tables."""
+    u = F.normalize(F.embedding(users, model.user_emb, sparse=True), dim=-1)
+    u = F.dropout(u, model.dropout, training=True)
+    ip = F.normalize(F.embedding(pos, model.item_emb, sparse=True), dim=-1)
+    ineg = F.normalize(F.embedding(neg, model.item_emb, sparse=True), dim=-1)
+    return (u * ip).sum(-1), torch.bmm(ineg, u.unsqueeze(-1)).squeeze(-1)
+
+
+def active_share_during_training(dataset: Dataset, checkpoints: Sequence[int],
+                                 n_values: Sequence[int] = (10, 100, 800),
+                                 n_users: int = 1024, seed: int = 0,
+                                 **train_kwargs) -> tuple[pd.DataFrame, MF]:
+    """:func:`active_share` measured after every step in ``checkpoints`` of one
+    :func:`train_briefly` run (``train_kwargs`` go to it; its ``steps`` is ``max(checkpoints)``).
+    Returns ``(frame with a "step" column, the trained model)``."""
+    frames: list[pd.DataFrame] = []
+
+    def measure(step: int, model: MF) -> None:
+        frames.append(active_share(model, dataset, n_values, n_users, seed).assign(step=step))
+
+    model = train_briefly(dataset, steps=max(checkpoints), seed=seed, checkpoints=checkpoints,
+                          on_checkpoint=measure, **train_kwargs)
+    return pd.concat(frames, ignore_index=True), model
 
 
 @torch.no_grad()
@@ -201,3 +248,17 @@ def active_share(model: torch.nn.Module, dataset: Dataset,
                          "rows_with_active": float(mask.any(1).float().mean()),
                          "mean_weight": float(weight.mean())})
     return pd.DataFrame(rows)
+
+
+def merge_margins(margins: Sequence[float], weights: Sequence[float]
+                  ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Margins sorted increasingly, equal ones merged (their weights summed): what sliders that
+    can cross each other mean, in the strictly increasing form the losses require (SPEC §5)."""
+    if len(margins) == 0 or len(margins) != len(weights):
+        raise ValueError(f"need one weight per margin and at least one margin, got {margins} "
+                         f"and {weights}")
+    merged: dict[float, float] = {}
+    for m, w in sorted(zip((round(float(m), 10) for m in margins), map(float, weights),
+                           strict=True)):
+        merged[m] = merged.get(m, 0.0) + w
+    return tuple(merged), tuple(merged.values())

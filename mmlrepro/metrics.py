@@ -40,13 +40,15 @@ def metric_names(ks: Sequence[int] = (20, 50)) -> list[str]:
 def as_csr(items, n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-user item lists → CSR ``(indptr, indices)`` int64 numpy arrays.
 
-    Accepts a CSR pair of numpy arrays / tensors, or a list of 1-D arrays (one per user).
+    Accepts a CSR pair given as a **tuple** ``(indptr, indices)`` of numpy arrays / tensors, or
+    any other sequence (e.g. a list) of 1-D arrays, one per user.
     """
-    if isinstance(items, tuple) and len(items) == 2 and not isinstance(items[0], (list, tuple)) \
-            and np.ndim(_np(items[0])) == 1 and len(_np(items[0])) > 0 \
-            and (n_rows is None or len(_np(items[0])) == n_rows + 1) \
-            and _np(items[0])[0] == 0 and _np(items[0])[-1] == len(_np(items[1])):
-        indptr, indices = _np(items[0]), _np(items[1])
+    if isinstance(items, tuple) and len(items) == 2:
+        indptr, indices = _np(items[0]).reshape(-1), _np(items[1]).reshape(-1)
+        if len(indptr) < 1 or indptr[0] != 0 or indptr[-1] != len(indices):
+            raise ValueError("a tuple of per-user item lists must be a CSR pair (indptr, "
+                             "indices) with indptr[0] == 0 and indptr[-1] == len(indices); "
+                             "pass a list for one array per user")
     else:
         rows = [_np(r).reshape(-1) for r in items]
         indptr = np.zeros(len(rows) + 1, np.int64)
@@ -56,7 +58,7 @@ def as_csr(items, n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("per-user item lists: indptr is not non-decreasing")
     if n_rows is not None and len(indptr) != n_rows + 1:
         raise ValueError(f"per-user item lists cover {len(indptr) - 1} users, expected {n_rows}")
-    return indptr, indices.astype(np.int64, copy=False)
+    return indptr, indices
 
 
 def _np(a) -> np.ndarray:
@@ -152,9 +154,9 @@ def _topk_indices(scores: Tensor, k: int, block: int) -> Tensor:
     n_blocks = width // block
     if block <= 1 or n_blocks <= 2 * k:
         return scores.topk(k, dim=1).indices
-    blocks = scores.view(n, n_blocks, block)
-    top_blocks = blocks.amax(2).topk(k, dim=1).indices                         # [B, k]
-    cand = blocks.gather(1, top_blocks.unsqueeze(-1).expand(-1, -1, block)).reshape(n, -1)
+    top_blocks = scores.view(n, n_blocks, block).amax(2).topk(k, dim=1).indices   # [B, k]
+    rows = top_blocks + n_blocks * torch.arange(n, device=scores.device).unsqueeze(1)
+    cand = scores.view(n * n_blocks, block).index_select(0, rows.view(-1)).view(n, k * block)
     pos = cand.topk(k, dim=1).indices                                          # [B, k]
     return top_blocks.gather(1, pos // block) * block + pos % block
 
@@ -205,8 +207,12 @@ class _Accumulator:
         return dict(zip(metric_names(self.ks), vals, strict=True))
 
 
-def _default_chunk(device: torch.device) -> int:
-    return 128 if device.type == "cpu" else 4096
+def _chunk(chunk_size: int | None, index: EvalIndex) -> int:
+    """Users per chunk: 128 on CPU (the score chunk stays cache-friendly), 4096 elsewhere."""
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    default = 128 if index.device.type == "cpu" else 4096
+    return min(chunk_size or default, len(index))
 
 
 def topk_metrics(scores: Tensor, train_items, test_items, ks: Sequence[int] = (20, 50),
@@ -214,7 +220,7 @@ def topk_metrics(scores: Tensor, train_items, test_items, ks: Sequence[int] = (2
     """Recall@K and NDCG@K (SPEC §7) of a full score matrix ``scores`` ``[U, I]``.
 
     ``train_items`` / ``test_items``: per-user item lists aligned with the rows of ``scores``
-    (CSR pair or list of 1-D arrays). Train items are masked, users without a test item are
+    (a CSR tuple ``(indptr, indices)`` or a list of 1-D arrays, see :func:`as_csr`). Train items are masked, users without a test item are
     skipped, the rest averaged uniformly. ``scores`` is not modified. Returns
     ``{"recall@K": ..., "ndcg@K": ...}`` for every K in ``ks``.
     """
@@ -223,7 +229,7 @@ def topk_metrics(scores: Tensor, train_items, test_items, ks: Sequence[int] = (2
     if index is None:
         index = EvalIndex.from_lists(train_items, test_items, scores.shape[1], scores.device)
     ks = _check_ks(ks, index.n_items)
-    chunk = chunk_size or _default_chunk(scores.device)
+    chunk = _chunk(chunk_size, index)
     acc = _Accumulator(index, ks, chunk, scores.dtype)
     with torch.no_grad():
         for start in range(0, len(index), chunk):
@@ -256,10 +262,12 @@ def evaluate(model, dataset, ks: Sequence[int] = (20, 50), chunk_size: int | Non
     """
     if index is None:
         index = EvalIndex.from_dataset(dataset, _model_device(model), users)
+    elif users is not None:
+        raise ValueError("give either users or index (an EvalIndex already fixes its users)")
     elif index.n_items != dataset.n_items:
         raise ValueError(f"index has {index.n_items} items, dataset {dataset.n_items}")
     ks = _check_ks(ks, index.n_items)
-    chunk = chunk_size or _default_chunk(index.device)
+    chunk = _chunk(chunk_size, index)
     was_training = isinstance(model, nn.Module) and model.training
     if isinstance(model, nn.Module):
         model.eval()

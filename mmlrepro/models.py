@@ -64,6 +64,13 @@ class _CosineModel(nn.Module):
         self.dropout, self.dropout_placement = dropout, dropout_placement
         self.user_emb = _normal_table(n_users, dim, init_std)
         self.item_emb = _normal_table(n_items, dim, init_std)
+        # True: table lookups give sparse row gradients (the trainer's fast exact step builds
+        # the dense gradient λW + rows itself); False: ordinary dense gradients.
+        self.sparse_grad = False
+
+    def rows(self, table: Tensor, idx: Tensor) -> Tensor:
+        """``table[idx]`` (``[*idx.shape, d]``), with a sparse gradient when ``sparse_grad``."""
+        return F.embedding(idx, table, sparse=self.sparse_grad)
 
     def raw_user_vectors(self, users: Tensor, exclude_items: Tensor | None = None) -> Tensor:
         """Un-normalised user vectors ``[B, d]`` (model specific)."""
@@ -84,7 +91,7 @@ class _CosineModel(nn.Module):
     def item_vectors(self, items: Tensor | None = None) -> Tensor:
         """L2-normalised item vectors: ``[*items.shape, d]``, or the whole table ``[n_items, d]``
         when ``items`` is None. Only the gathered rows are normalised."""
-        e = self.item_emb if items is None else self.item_emb[items]
+        e = self.item_emb if items is None else self.rows(self.item_emb, items)
         return F.normalize(e, dim=-1)
 
     def score_users(self, users: Tensor) -> Tensor:
@@ -120,7 +127,7 @@ class MF(_CosineModel):
         super().__init__(n_users, n_items, dim, dropout, dropout_placement, init_std)
 
     def raw_user_vectors(self, users: Tensor, exclude_items: Tensor | None = None) -> Tensor:
-        return self.user_emb[users]
+        return self.rows(self.user_emb, users)
 
 
 def _as_numpy(a) -> np.ndarray:
@@ -228,7 +235,7 @@ class SimpleX(_CosineModel):
             mask &= idx != exclude_items.unsqueeze(1)
         rows, cols = mask.nonzero(as_tuple=True)                            # valid slots
         table = self.hist_emb if self.hist_emb is not None else self.item_emb
-        e = table[idx[rows, cols]]                                          # [T, d]
+        e = self.rows(table, idx[rows, cols])                               # [T, d]
         n_valid = mask.sum(1).to(e.dtype)                                   # [B]
         if self.aggregator == "mean":
             w = (1.0 / n_valid.clamp(min=1.0))[rows]
@@ -243,12 +250,12 @@ class SimpleX(_CosineModel):
                 m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
                 extra = torch.zeros_like(m)
             num = torch.exp(s - m[rows])
-            den = extra.index_add(0, rows, num)
+            den = extra.index_add_(0, rows, num)     # in place: CPU out-of-place is slow
             w = num / den[rows]
-        return torch.zeros_like(e_u).index_add(0, rows, w.unsqueeze(1) * e)
+        return torch.zeros_like(e_u).index_add_(0, rows, w.unsqueeze(1) * e)
 
     def raw_user_vectors(self, users: Tensor, exclude_items: Tensor | None = None) -> Tensor:
-        e_u = self.user_emb[users]
+        e_u = self.rows(self.user_emb, users)
         if self.gate == 1.0:
             return e_u
         p = self.aggregate(users, e_u, exclude_items)

@@ -259,14 +259,14 @@ def plot_margin_gallery(margins: Sequence[float] = (0.7, 0.8, 0.9),
 
 
 @_styled
-def plot_active_share(df: pd.DataFrame) -> Figure:
+def plot_active_share(df: pd.DataFrame, x: str = "n_negatives") -> Figure:
     """Active negatives against N for each loss, from :func:`mmlrepro.geometry.active_share`.
 
     Left: the share of sampled negatives whose gradient is non-zero (``share_active``); right:
     the share of training rows with at least one such negative (``rows_with_active``). One line
-    per ``loss``, x = ``n_negatives`` on a log scale.
+    per ``loss``; x = ``n_negatives`` (log scale) or another column such as ``step`` (linear).
     """
-    _require(df, ["loss", "n_negatives", "share_active", "rows_with_active"], "plot_active_share")
+    _require(df, ["loss", x, "share_active", "rows_with_active"], "plot_active_share")
     fig = _new_figure(10.0, 3.8)
     axes = fig.subplots(1, 2)
     hue_order = list(dict.fromkeys(df["loss"]))
@@ -276,12 +276,13 @@ def plot_active_share(df: pd.DataFrame) -> Figure:
         (axes[0], "share_active", "Share of negatives with a gradient"),
         (axes[1], "rows_with_active", "Rows with ≥ 1 pushed negative"),
     ]:
-        sns.lineplot(data=df, x="n_negatives", y=col, hue="loss", hue_order=hue_order,
+        sns.lineplot(data=df, x=x, y=col, hue="loss", hue_order=hue_order,
                      palette=colors, marker="o", ax=ax, errorbar=None)
-        _log_x_ticks(ax, df["n_negatives"])
-        ax.yaxis.set_major_formatter(mpl.ticker.PercentFormatter(1.0))
+        if x == "n_negatives":
+            _log_x_ticks(ax, df[x])
+        ax.yaxis.set_major_formatter(mpl.ticker.PercentFormatter(1.0, decimals=None))
         ax.set_ylim(0, None)
-        ax.set_xlabel("negatives per row N")
+        ax.set_xlabel({"n_negatives": "negatives per row N", "step": "training step"}.get(x, x))
         ax.set_ylabel("")
         ax.set_title(title)
     axes[1].get_legend().remove()
@@ -364,8 +365,10 @@ def plot_reproduced_vs_reported(df: pd.DataFrame, label: str = "label",
                                 value: str = "reproduced", reported: str = "reported",
                                 panels: Sequence[str] = ("metric", "dataset")) -> Figure:
     """Reproduced numbers as horizontal bars (mean over the rows of a label, i.e. over seeds,
-    with a ±sd error bar) and the paper's numbers as black diamonds, one panel per combination
-    of the ``panels`` columns present in ``df`` (rows: the first, columns: the second)."""
+    with a ±sd error bar, the relative difference to the paper written on the bar) and the
+    paper's numbers as black diamonds (none where ``reported`` is NaN), one panel per
+    combination of the ``panels`` columns present in ``df`` (rows: the first, columns: the
+    second)."""
     _require(df, [label, value, reported], "plot_reproduced_vs_reported")
     present = [p for p in panels if p in df.columns]
     row_keys = list(dict.fromkeys(df[present[0]])) if present else [None]
@@ -385,14 +388,22 @@ def plot_reproduced_vs_reported(df: pd.DataFrame, label: str = "label",
             sns.barplot(data=sub, y=label, x=value, order=[str(o) for o in order], hue=label,
                         palette=palette, errorbar="sd", ax=ax, alpha=0.85, legend=False)
             rep = sub.groupby(label, sort=False)[reported].first().reindex(
-                [str(o) for o in order])
-            ax.scatter(rep.to_numpy(dtype=float), np.arange(len(order)), marker="D", s=36,
-                       color="black", zorder=5, label="reported (paper)")
+                [str(o) for o in order]).to_numpy(dtype=float)
+            mean = sub.groupby(label, sort=False)[value].mean().reindex(
+                [str(o) for o in order]).to_numpy(dtype=float)
+            ax.scatter(rep, np.arange(len(order)), marker="D", s=36, color="black", zorder=5,
+                       label="reported (paper)")
+            for y, (ours, paper) in enumerate(zip(mean, rep, strict=True)):
+                if np.isfinite(ours) and np.isfinite(paper) and paper != 0:
+                    ax.text(ours * 0.98, y, f"{ours / paper - 1:+.1%}", ha="right",
+                            va="center", fontsize=8, color="white", fontweight="bold")
             title = " · ".join(str(k) for k in (ck, rk) if k is not None)
             ax.set_title(title)
             ax.set_xlabel(str(rk) if rk is not None else value)
             ax.set_ylabel("")
-    axes[0, -1].legend(loc="lower right", fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles[-1:], ["reported (paper); bar text: reproduced vs reported"],
+               loc="outside lower center", fontsize=8)
     return fig
 
 

@@ -296,9 +296,9 @@ def full_table_penalty(tables: list[torch.Tensor], reg_lambda: float) -> torch.T
 def batch_penalty(model: nn.Module, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
                   reg_lambda: float) -> torch.Tensor:
     """BSL-repo regulariser l2·(‖u‖² + ‖i⁺‖² + ‖negs‖²)/(2B) on the batch's raw rows (SPEC §8)."""
-    u = model.user_emb[users]
-    ip = model.item_emb[pos]
-    ineg = model.item_emb[neg]
+    u = model.rows(model.user_emb, users)
+    ip = model.rows(model.item_emb, pos)
+    ineg = model.rows(model.item_emb, neg)
     return reg_lambda * (u.pow(2).sum() + ip.pow(2).sum() + ineg.pow(2).sum()) / (2 * users.shape[0])
 
 
@@ -317,34 +317,51 @@ class ExactStep:
 
     Same result as :func:`reference_step` to float rounding:
     g = ∇loss + λ·W on every table row, c = min(1, clip / (‖g‖ + 1e-6)), Adam(c·g).
-    The regulariser gradient is added into the gradient buffer in one pass, the global norm is
-    one ``_foreach_norm``, and c reaches the fused Adam kernel as its gradient scale (1/c), so no
-    pass is spent on ``g *= c``. On CUDA nothing here synchronises with the host.
+    The model's table lookups give sparse row gradients (``model.sparse_grad = True``); the
+    dense gradient of each table is then built in one pass, ``buf = λ·W`` followed by an
+    ``index_add_`` of the batch rows (no zero-fill, no separate regulariser pass). The global
+    norm is one ``_foreach_norm``, and c reaches the fused Adam kernel as its gradient scale
+    (1/c), so no pass is spent on ``g *= c``. On CUDA nothing here synchronises with the host.
     """
 
     def __init__(self, model: nn.Module, lr: float, reg_lambda: float, grad_clip: float | None,
                  device: torch.device) -> None:
+        model.sparse_grad = True
         self.params = [p for p in model.parameters() if p.requires_grad]
         table_ids = {id(t) for t in model.embedding_tables()}
         self.tables = [p for p in self.params if id(p) in table_ids]
+        self.buffers = {id(t): torch.empty_like(t) for t in self.tables}
         self.reg_lambda = reg_lambda
         self.grad_clip = grad_clip
         fused = device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(self.params, lr=lr, betas=(0.9, 0.999), eps=1e-8,
                                           fused=fused)
 
+    def _dense_table_grad(self, table: torch.Tensor) -> torch.Tensor:
+        """λ·W + the batch's row gradients, written into the table's reused buffer."""
+        buf = self.buffers[id(table)]
+        if self.reg_lambda > 0:
+            torch.mul(table.detach(), self.reg_lambda, out=buf)
+        else:
+            buf.zero_()
+        grad = table.grad
+        if grad is None:
+            return buf
+        if grad.is_sparse:  # uncoalesced rows: index_add_ sums the duplicates
+            buf.index_add_(0, grad._indices()[0], grad._values())
+        else:
+            buf.add_(grad)
+        return buf
+
     def __call__(self, loss: torch.Tensor) -> None:
         for p in self.params:
             p.grad = None
         loss.backward()
+        for p in self.tables:
+            p.grad = self._dense_table_grad(p)
         for p in self.params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-            elif p.grad.is_sparse:
-                p.grad = p.grad.to_dense()
-        if self.reg_lambda > 0:
-            torch._foreach_add_([t.grad for t in self.tables], [t.detach() for t in self.tables],
-                                alpha=self.reg_lambda)
         if self.grad_clip is not None:
             norms = torch._foreach_norm([p.grad for p in self.params])
             total = torch.linalg.vector_norm(torch.stack(norms))

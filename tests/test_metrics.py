@@ -108,6 +108,8 @@ def test_bad_input_raises():
         topk_metrics(scores, [[0], [9]], [[2], [3]], ks=(1,))
     with pytest.raises(ValueError, match="expected 2"):
         topk_metrics(scores, [[0], [1]], [[2]], ks=(1,))
+    with pytest.raises(ValueError, match="CSR pair"):
+        topk_metrics(scores, (np.array([0, 5]), np.array([1])), [[2], [3]], ks=(1,))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,244 @@
+"""Figures (mmlrepro.plots) and the margin-geometry helpers they draw (mmlrepro.geometry)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from mmlrepro import geometry, plots
+from mmlrepro.losses import get_loss
+
+GOWALLA = dict(margins=(0.7, 0.8, 0.9), weights=(0.10, 0.15, 0.75), neg_weight=700.0)
+
+
+def _autograd_weights(loss, s_neg: np.ndarray, s_pos: float, **hp) -> np.ndarray:
+    """N·∂L/∂s⁻_j of a registered loss, by autograd (the naive reference)."""
+    neg = torch.tensor(s_neg, dtype=torch.float64)[None, :].requires_grad_(True)
+    pos = torch.tensor([s_pos], dtype=torch.float64)
+    get_loss(loss, **hp)(pos, neg).backward()
+    return neg.grad[0].numpy() * len(s_neg)
+
+
+# --- geometry ------------------------------------------------------------------------------
+
+
+S = np.array([-0.95, -0.2, 0.05, 0.65, 0.72, 0.79, 0.81, 0.88, 0.93, 0.99])
+
+
+def test_negative_weights_mml_hand_worked():
+    w = geometry.negative_weights("mml", S, **GOWALLA)
+    # 700·(0), 700·0.10 above 0.7, 700·0.25 above 0.8, 700·1.0 above 0.9
+    expected = [0, 0, 0, 0, 70, 70, 175, 175, 700, 700]
+    np.testing.assert_allclose(w, expected)
+    np.testing.assert_allclose(w, _autograd_weights("mml", S, 0.5, pos_weight=1.0, **GOWALLA))
+
+
+def test_negative_weights_match_each_loss_by_autograd():
+    ccl = geometry.negative_weights("ccl", S, **GOWALLA)  # top margin 0.9, w = neg_weight
+    np.testing.assert_allclose(ccl, [0] * 8 + [700, 700])
+    np.testing.assert_allclose(ccl, _autograd_weights("ccl", S, 0.5, margin=0.9, neg_weight=700.0))
+    trip = geometry.negative_weights("triplet", S, **GOWALLA, s_pos=0.8)  # s⁻ > 0.8 − 0.9
+    np.testing.assert_allclose(trip, [0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
+    np.testing.assert_allclose(trip, _autograd_weights("hinge", S, 0.8, margin=0.9))
+    con = geometry.negative_weights("contrastive", S, **GOWALLA)
+    np.testing.assert_allclose(con, np.full(len(S), 700.0))
+
+
+def test_equivalent_mml_and_errors():
+    assert geometry.equivalent_mml("CCL", (0.5, 0.9), (1, 2), 150) == ((0.9,), (1.0,), 150.0)
+    assert geometry.equivalent_mml("triplet", (0.9,), (1,), 150, s_pos=-0.5) == ((-1.0,), (1.0,), 1.0)
+    assert geometry.equivalent_mml("contrastive", (0.9,), (1,), 5) == ((-1.0,), (1.0,), 5.0)
+    with pytest.raises(ValueError, match="unknown loss 'bpr'"):
+        geometry.equivalent_mml("bpr", (0.9,), (1,), 1)
+    with pytest.raises(ValueError, match="one weight per margin"):
+        geometry.equivalent_mml("mml", (0.8, 0.9), (1,), 1)
+
+
+def test_merge_margins_sorts_and_merges():
+    assert geometry.merge_margins((0.9, 0.7, 0.9), (0.5, 0.1, 0.25)) == ((0.7, 0.9), (0.1, 0.75))
+
+
+def test_negative_cloud_deterministic_and_shaped():
+    a1, r1 = geometry.negative_cloud(50, seed=3)
+    a2, r2 = geometry.negative_cloud(50, seed=3)
+    np.testing.assert_array_equal(a1, a2)
+    np.testing.assert_array_equal(r1, r2)
+    assert a1.shape == r1.shape == (50,)
+    assert np.all((r1 > 0.85) & (r1 <= 1.0)) and np.all(np.abs(a1) <= np.pi)
+    with pytest.raises(ValueError, match="n >= 1"):
+        geometry.negative_cloud(0)
+
+
+class _FixedModel(torch.nn.Module):
+    """Scores s(u, i) = cos of fixed 2-D vectors: user u at angle 0, item i at angle θ_i."""
+
+    def __init__(self, item_angles):
+        super().__init__()
+        self.items = torch.nn.Parameter(torch.tensor(
+            np.stack([np.cos(item_angles), np.sin(item_angles)], 1), dtype=torch.float32))
+
+    def user_vectors(self, users):
+        return torch.tensor([[1.0, 0.0]]).expand(len(users), 2)
+
+    def item_vectors(self, items=None):
+        return self.items if items is None else self.items[items]
+
+
+def test_active_share_on_a_fixed_model(synthetic_dataset):
+    # items with cos 0.95 (1 of them), 0.75 (1), and 0.0 (the rest): under uniform sampling the
+    # expected share above 0.9 is 1/n_items, above 0.7 is 2/n_items.
+    n_items = synthetic_dataset.n_items
+    angles = np.full(n_items, np.pi / 2)
+    angles[0], angles[1] = np.arccos(0.95), np.arccos(0.75)
+    model = _FixedModel(angles)
+    df = geometry.active_share(model, synthetic_dataset, n_values=(400,), n_users=400, seed=1)
+    assert list(df["loss"]) == list(geometry.ACTIVE_SHARE_LOSSES)
+    ccl, mml = df.iloc[0], df.iloc[1]
+    n = 400 * 400
+    assert abs(ccl.share_active - 1 / n_items) < 4 * np.sqrt(1 / n_items / n)
+    assert abs(mml.share_active - 2 / n_items) < 4 * np.sqrt(2 / n_items / n)
+    assert ccl.active_per_row == pytest.approx(ccl.share_active * 400)
+    # a row has >= 1 active negative with probability 1 − (1 − p)^N
+    assert mml.rows_with_active == pytest.approx(1 - (1 - 2 / n_items) ** 400, abs=0.1)
+    # mean weight: 1.0 for the 0.95 item, 0.10 for the 0.75 item
+    assert mml.mean_weight == pytest.approx(1.1 / n_items, rel=0.3)
+
+
+def test_train_briefly_learns_and_checkpoints(synthetic_dataset):
+    seen = []
+    model = geometry.train_briefly(synthetic_dataset, steps=40, batch_size=64, n_negatives=10,
+                                   dim=16, seed=0, checkpoints=(0, 40),
+                                   on_checkpoint=lambda step, m: seen.append(step))
+    assert seen == [0, 40] and not model.training
+    with torch.no_grad():
+        users = torch.from_numpy(synthetic_dataset.train_users()[:500])
+        items = torch.from_numpy(synthetic_dataset.train_items()[:500])
+        pos = (model.user_vectors(users) * model.item_vectors(items)).sum(-1)
+        rand = (model.user_vectors(users) * model.item_vectors(torch.randint(800, (500,)))).sum(-1)
+    assert pos.mean() > rand.mean() + 0.1  # the positives are pulled towards their users
+    df, _ = geometry.active_share_during_training(synthetic_dataset, (0, 5), n_values=(10,),
+                                                  n_users=32, dim=8, batch_size=32)
+    assert list(df["step"]) == [0, 0, 5, 5] and list(df["n_negatives"]) == [10] * 4
+    with pytest.raises(ValueError, match="checkpoints"):
+        geometry.train_briefly(synthetic_dataset, steps=5, checkpoints=(9,))
+
+
+# --- figures -------------------------------------------------------------------------------
+
+
+def test_margin_geometry_figure():
+    fig = plots.plot_margin_geometry("mml", **GOWALLA, n_negatives=40, seed=0)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert len(fig.axes) == 2  # the picture and its colour bar
+    n_pushed = int((geometry.negative_weights(
+        "mml", np.cos(geometry.negative_cloud(40, 0)[0]), **GOWALLA) > 0).sum())
+    assert ax.get_title() == f"MML: {n_pushed} of 40 negatives pushed"
+    # pushed + not pushed negatives + the positive star: three scatter collections
+    sizes = sorted(len(c.get_offsets()) for c in ax.collections)
+    assert sizes == sorted([n_pushed, 40 - n_pushed, 1])
+
+
+def test_penalty_curve_figure_lines_and_levels():
+    fig = plots.plot_penalty_curve(**GOWALLA, n_negatives=100)
+    pen_ax, slope_ax = fig.axes
+    assert len(pen_ax.lines) == 1 + 3 and len(slope_ax.lines) == 1 + 3  # curve + 3 margins
+    x, y = slope_ax.lines[0].get_data()
+    assert y[np.searchsorted(x, 0.85)] == pytest.approx(1.75)
+    assert [t.get_text() for t in slope_ax.texts] == ["0.7", "1.75", "7"]
+
+
+def test_explorer_and_gallery():
+    fig = plots.plot_margin_explorer("triplet", **GOWALLA, n_negatives=30)
+    assert len(fig.axes) == 4  # picture, colour bar, penalty, slope
+    fig = plots.plot_margin_gallery(**GOWALLA, n_negatives=30)
+    titles = [ax.get_title().split(":")[0] for ax in fig.axes if ax.get_title()]
+    assert titles == ["Contrastive", "CCL", "Triplet / hinge", "MML"]
+
+
+def test_active_share_figure():
+    df = pd.DataFrame({"loss": ["CCL (m = 0.9)", "MML (m = 0.7)"] * 3,
+                       "n_negatives": [10, 10, 100, 100, 800, 800],
+                       "share_active": [0.01, 0.03] * 3,
+                       "rows_with_active": [0.1, 0.3, 0.6, 0.9, 1.0, 1.0]})
+    fig = plots.plot_active_share(df)
+    assert len(fig.axes) == 2 and all(len(ax.lines) >= 2 for ax in fig.axes)
+    with pytest.raises(ValueError, match="rows_with_active"):
+        plots.plot_active_share(df.drop(columns="rows_with_active"))
+
+
+def test_distributions_figure(synthetic_dataset):
+    from mmlrepro.data import synthetic
+
+    other = synthetic(n_users=100, n_items=200, seed=1, name="other")
+    fig = plots.plot_distributions([synthetic_dataset, other])
+    pop_ax, hist_ax = fig.axes
+    assert len(pop_ax.lines) == 2
+    x, y = pop_ax.lines[0].get_data()  # rank-frequency: sorted decreasing, sums to train size
+    assert np.all(np.diff(y) <= 0) and y.sum() == len(synthetic_dataset.train_indices)
+    assert pop_ax.get_xscale() == "log" and pop_ax.get_yscale() == "log"
+    assert [t.get_text() for t in pop_ax.get_legend().get_texts()] == ["synthetic", "other"]
+
+
+def _sweep_frame():
+    rows = []
+    for ds in ("gowalla", "yelp2018"):
+        for loss in ("CCL", "MML", "BSL"):
+            for n in (10, 100, 800):
+                for seed in (1, 2):
+                    rows.append({"dataset": ds, "loss": loss, "n_negatives": n, "seed": seed,
+                                 "recall@20": 0.1 + 0.01 * seed + n / 1e4})
+    return pd.DataFrame(rows)
+
+
+def test_metric_vs_negatives():
+    fig = plots.plot_metric_vs_negatives(_sweep_frame(), "recall@20")
+    assert [ax.get_title() for ax in fig.axes] == ["gowalla", "yelp2018"]
+    ax = fig.axes[0]
+    lines = [line for line in ax.lines if len(line.get_xdata())]  # not the legend handles
+    assert len(lines) == 3 and ax.get_xscale() == "log"
+    x, y = lines[0].get_data()  # CCL, mean over the two seeds
+    np.testing.assert_allclose(x, [10, 100, 800])
+    np.testing.assert_allclose(y, [0.115 + 0.001, 0.115 + 0.01, 0.115 + 0.08])
+    with pytest.raises(ValueError, match="ndcg@20"):
+        plots.plot_metric_vs_negatives(_sweep_frame(), "ndcg@20")
+
+
+def test_reproduced_vs_reported():
+    df = pd.DataFrame({"label": ["MF-CCL", "MF-MML"] * 4,
+                       "dataset": ["gowalla"] * 4 + ["yelp2018"] * 4,
+                       "metric": ["recall@20", "recall@20", "ndcg@20", "ndcg@20"] * 2,
+                       "reproduced": [0.17, 0.18, 0.14, 0.143, 0.067, 0.070, 0.055, 0.058],
+                       "reported": [0.1783, 0.1816, 0.1426, 0.1435, 0.0673, 0.0702, 0.0551, 0.0580]})
+    fig = plots.plot_reproduced_vs_reported(df)
+    assert len(fig.axes) == 4  # 2 metrics × 2 datasets
+    ax = fig.axes[0]  # recall@20 · gowalla
+    assert ax.get_title() == "gowalla · recall@20"
+    assert [p.get_width() for p in ax.patches] == pytest.approx([0.17, 0.18])
+    np.testing.assert_allclose(ax.collections[-1].get_offsets()[:, 0], [0.1783, 0.1816])
+
+
+def test_heatmap_marks_best_cell():
+    df = pd.DataFrame([{"lam": lam, "eps": eps, "recall@20": 0.1 + lam / 10 - eps / 100}
+                       for lam in (0.9, 1.0, 1.1) for eps in (0.0, 0.5, 1.0)])
+    fig = plots.plot_heatmap(df, "lam", "eps", "recall@20")
+    ax = fig.axes[0]
+    assert len(fig.axes) == 2  # heatmap + colour bar
+    assert len(ax.texts) == 9 and ax.texts[0].get_text() == f"{0.1 + 0.09:.4f}"
+    best = [p for p in ax.patches if p.get_edgecolor()[:3] == (1.0, 0.0, 0.0)][0]
+    assert best.get_xy() == (0, 2)  # eps = 0 (column 0), lam = 1.1 (row 2)
+
+
+def test_save_figure(tmp_path):
+    fig = plots.plot_penalty_curve()
+    paths = plots.save_figure(fig, "figure3_negatives", "quick", tmp_path / "figs")
+    assert [p.name for p in paths] == ["figure3_negatives_quick.png", "figure3_negatives_quick.pdf"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths[1].read_bytes()[:5] == b"%PDF-"
+    with pytest.raises(ValueError, match="profile"):
+        plots.save_figure(fig, "x", "../quick", tmp_path)

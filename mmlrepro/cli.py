@@ -85,8 +85,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"profile: {profile} ({why}); choose with --profile paper|quick")
     groups = args.groups or list(DEFAULT_GROUPS)
     run_missing(groups, profile, args.seeds, results_dir=args.results_dir, datasets=args.datasets,
-                device=args.device, data_dir=args.data_dir, log=lambda line: print(line, flush=True))
-    for group in groups:
+                device=args.device, data_dir=args.data_dir, max_minutes=args.max_minutes,
+                log=lambda line: print(line, flush=True))
+    for group in [] if args.no_compare else groups:
         tables = compare(group, profile, args.results_dir)
         print(f"\n== {group} [{profile}] ==")
         print(tables["table"].to_string(index=False))
@@ -150,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (2019, 2020, ...)")
     p.add_argument("--datasets", nargs="+", default=["yelp2018", "gowalla"])
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="start no run that would end past this budget (the rest stays for later)")
+    p.add_argument("--no-compare", action="store_true", help="skip the comparison tables at the end")
     p.add_argument("--results-dir", default=None, help="results store (default: results/)")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_reproduce)

@@ -474,11 +474,14 @@ def missing_runs(groups: Iterable[str], profile: str, n_seeds: int,
 def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
                 results_dir: str | Path | None = None, datasets: Iterable[str] = DATASETS,
                 device: str | None = None, data_dir: str | None = None,
+                max_minutes: float | None = None,
                 log: Callable[[str], None] | None = print) -> list[RunConfig]:
     """Train the planned runs the store lacks, in plan order, logging progress and ETA.
 
     Every dataset involved is loaded first, so a missing dataset fails before any training.
-    Returns the configs that were trained.
+    With ``max_minutes``, no run is started once the elapsed time plus the mean time of the runs
+    done so far would pass the budget (for lent GPUs with a per-call limit). Returns the configs
+    that were trained.
     """
     from mmlrepro.data import load_dataset
 
@@ -492,24 +495,32 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
     for name in sorted({c.dataset for c in todo}):
         load_dataset(name, data_dir=data_dir)
     start = time.perf_counter()
+    done: list[RunConfig] = []
     for i, config in enumerate(todo, 1):
+        elapsed = time.perf_counter() - start
+        if max_minutes is not None and done and elapsed + elapsed / len(done) > max_minutes * 60:
+            if log:
+                log(f"time budget of {max_minutes} min reached: {len(todo) - len(done)} runs left for later")
+            break
         if device:
             config = config.replace(device=device)
         result = store.run(config, data_dir=data_dir)
+        done.append(config)
         if log:
             elapsed = time.perf_counter() - start
             eta = elapsed / i * (len(todo) - i)
             log(f"[{i}/{len(todo)}] {config.label()}: recall@20 {result.best['recall@20']:.4f} "
                 f"ndcg@20 {result.best['ndcg@20']:.4f} (best epoch {result.best['epoch']}) "
                 f"| {elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min")
-    return todo
+    return done
 
 
 # --------------------------------------------------------------------------------------------
 # helpers for the notebooks (03-07): stored runs as the frames their tables and figures take
 
-LOSS_NAMES = {"mml": "MML", "ccl": "CCL", "bsl": "BSL", "bpr": "BPR", "hinge": "pairwise hinge",
-              "softmax_ce": "softmax CE", "mse": "MSE", "ssm": "InfoNCE", "infonce_plus": "InfoNCE+",
+# Display names, in the order the notebooks list the losses (Table 3's, then Li et al.'s).
+LOSS_NAMES = {"bpr": "BPR", "hinge": "pairwise hinge", "softmax_ce": "softmax CE", "mse": "MSE",
+              "ccl": "CCL", "bsl": "BSL", "mml": "MML", "ssm": "InfoNCE", "infonce_plus": "InfoNCE+",
               "debiased_infonce": "debiased InfoNCE", "debiased_ccl": "debiased CCL"}
 MODEL_NAMES = {"mf": "MF", "simplex": "SimpleX"}
 _CELL_COLUMNS = {"table2": ["model", "loss", "early_stop"], "table3": ["loss"]}
@@ -524,7 +535,14 @@ def group_runs(group: str, profile: str, results_dir: str | Path | None = None,
         return runs
     runs["early_stop"] = np.where(runs["selection"] == "early_stop", "Y", "N")
     runs["loss_name"] = runs["loss"].map(lambda v: LOSS_NAMES.get(v, v))
-    return runs.reset_index(drop=True)
+    return _in_loss_order(runs, ["dataset", "model", "n_negatives", "selection", "seed"])
+
+
+def _in_loss_order(frame: pd.DataFrame, then: list[str], first: tuple[str, ...] = ()) -> pd.DataFrame:
+    """``frame`` sorted by ``first``, the :data:`LOSS_NAMES` order of ``loss``, then ``then``."""
+    rank = frame["loss"].map(lambda v: list(LOSS_NAMES).index(v) if v in LOSS_NAMES else len(LOSS_NAMES))
+    return (frame.assign(_rank=rank).sort_values([*first, "_rank", *then], kind="stable")
+            .drop(columns="_rank").reset_index(drop=True))
 
 
 def cell_label(row: Any, group: str) -> str:
@@ -554,15 +572,16 @@ def runs_vs_reported(group: str, profile: str, results_dir: str | Path | None = 
     out = long.merge(reported_frame(group), on=[*cells, "dataset", "metric"], how="left")
     out["label"] = out.apply(cell_label, axis=1, group=group)
     out["order"] = out["metric"].map(METRICS.index)
-    out = out.sort_values([*cells, "dataset", "order", "seed"])
-    return out[columns].reset_index(drop=True)
+    first = ("model",) if "model" in cells else ()
+    return _in_loss_order(out, ["early_stop", "dataset", "order", "seed"] if first else
+                          ["dataset", "order", "seed"], first)[columns]
 
 
 def learning_curves(group: str, profile: str, results_dir: str | Path | None = None,
                     **where: Any) -> pd.DataFrame:
     """Per-epoch history of the stored runs of ``group``, long: one row per run and epoch.
 
-    Columns: ``dataset``, ``model``, ``loss``, ``loss_name``, ``selection``, ``early_stop``,
+    Columns: ``dataset``, ``model``, ``model_name``, ``loss``, ``loss_name``, ``selection``, ``early_stop``,
     ``n_negatives``, ``seed``, ``label`` (``"MF · MML"``), ``epoch``, ``train_loss`` and the
     metrics of the epoch's evaluation (test, or validation for ``honest`` runs). ``where``
     keeps the runs whose config fields equal the given values, e.g. ``selection="paper"``.
@@ -576,26 +595,28 @@ def learning_curves(group: str, profile: str, results_dir: str | Path | None = N
         run = {k: config[k] for k in ("dataset", "model", "loss", "selection", "n_negatives", "seed")}
         run["loss_name"] = LOSS_NAMES.get(run["loss"], run["loss"])
         run["early_stop"] = "Y" if run["selection"] == "early_stop" else "N"
-        run["label"] = f"{MODEL_NAMES.get(run['model'], run['model'])} · {run['loss_name']}"
+        run["model_name"] = MODEL_NAMES.get(run["model"], run["model"])
+        run["label"] = f"{run['model_name']} · {run['loss_name']}"
         for epoch in record["history"]:
             rows.append({**run, "epoch": epoch["epoch"], "train_loss": epoch["loss"],
                          **{m: epoch[m] for m in ("recall@20", "ndcg@20", "recall@50", "ndcg@50") if m in epoch}})
-    columns = ["dataset", "model", "loss", "loss_name", "selection", "early_stop", "n_negatives", "seed",
-               "label", "epoch", "train_loss", *METRICS]
+    columns = ["dataset", "model", "model_name", "loss", "loss_name", "selection", "early_stop", "n_negatives",
+               "seed", "label", "epoch", "train_loss", *METRICS]
     if not rows:
         return pd.DataFrame(columns=columns)
-    return pd.DataFrame(rows).sort_values(["dataset", "model", "loss", "seed", "epoch"]).reset_index(drop=True)
+    return _in_loss_order(pd.DataFrame(rows), ["dataset", "model", "seed", "epoch"])
 
 
 def seed_noise(profile: str, results_dir: str | Path | None = None) -> pd.DataFrame:
     """The paper's MML-vs-baseline gaps beside the run-to-run noise measured over seeds.
 
     One row per comparison (Table 2: MML vs CCL in every model × early-stop cell; Table 3: MML
-    vs BSL), dataset and metric: ``paper_gap`` = (MML / baseline − 1) in % from the reported
-    numbers, ``reproduced_gap`` the same from the seed means, ``std_mml`` / ``std_base`` the std
-    over seeds relative to the baseline's mean in % (ddof 1), ``noise`` = √(std_mml² + std_base²)
-    (% ; the std of the difference of two independent runs), and ``paper_gap_in_sd`` =
-    ``paper_gap / noise``: how many run-to-run standard deviations the published gap spans.
+    vs BSL), dataset and metric, with a display ``label``: ``paper_gap`` = (MML / baseline − 1)
+    in % from the reported numbers, ``reproduced_gap`` the same from the seed means,
+    ``std_mml`` / ``std_base`` the std over seeds relative to the baseline's mean in % (ddof 1),
+    ``noise`` = √(std_mml² + std_base²) (%; the std of the difference of two independent runs),
+    and ``paper_gap_in_sd`` = ``paper_gap / noise``: how many run-to-run standard deviations the
+    published gap spans.
     ``noise`` is NaN for cells with fewer than two seeds.
     """
     rows = []
@@ -607,8 +628,10 @@ def seed_noise(profile: str, results_dir: str | Path | None = None) -> pd.DataFr
             mml, other = sub[sub.loss == "mml"].iloc[0], sub[sub.loss == base].iloc[0]
             std_mml = mml["std"] / other["mean"] * 100
             std_base = other["std"] / other["mean"] * 100
+            cell = f"Table 2 {MODEL_NAMES[keys[0]]}, ES {keys[1]}" if group == "table2" else "Table 3 MF"
             rows.append({
-                "comparison": f"{group}: MML vs {LOSS_NAMES[base]}", "model": keys[0], "early_stop": keys[1],
+                "comparison": f"{group}: MML vs {LOSS_NAMES[base]}",
+                "label": f"{cell}: MML vs {LOSS_NAMES[base]} · {keys[2]}", "model": keys[0], "early_stop": keys[1],
                 "dataset": keys[2], "metric": keys[3], "seeds": int(min(mml["seeds"], other["seeds"]))
                 if not np.isnan([mml["seeds"], other["seeds"]]).any() else 0,
                 "paper_gap": _gain(mml["reported"], other["reported"]),

@@ -262,3 +262,21 @@ def merge_margins(margins: Sequence[float], weights: Sequence[float]
                            strict=True)):
         merged[m] = merged.get(m, 0.0) + w
     return tuple(merged), tuple(merged.values())
+
+
+def active_share_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per N from an :func:`active_share` frame: each loss's share of active negatives
+    and of rows with one, and ``ratio`` = (last loss's share) / (first loss's share), i.e.
+    MML / CCL with :data:`ACTIVE_SHARE_LOSSES` (inf where the first is 0)."""
+    labels = list(dict.fromkeys(df["loss"]))
+    if len(labels) < 2:
+        raise ValueError(f"need at least two losses to compare, got {labels}")
+    wide = df.pivot(index="n_negatives", columns="loss", values=["share_active",
+                                                                  "rows_with_active"])
+    out = pd.DataFrame(index=wide.index)
+    for label in labels:
+        out[f"{label}: share of negatives"] = wide[("share_active", label)]
+        out[f"{label}: rows with one"] = wide[("rows_with_active", label)]
+    first, last = wide[("share_active", labels[0])], wide[("share_active", labels[-1])]
+    out["ratio"] = np.where(first > 0, last / first.where(first > 0, 1.0), np.inf)
+    return out

@@ -444,3 +444,73 @@ def save_figure(fig: Figure, name: str, profile: str,
     for path in paths:
         fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white")
     return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning curves and seed noise (notebooks 03, 04 and 07)
+
+
+@_styled
+def plot_learning_curves(df: pd.DataFrame, metric: str = "recall@20", x: str = "epoch",
+                         hue: str = "loss_name", style: str | None = "model",
+                         col: str = "dataset") -> Figure:
+    """``metric`` after every epoch (from :func:`mmlrepro.experiments.learning_curves`): colour
+    by ``hue`` (the loss), line style by ``style`` (the model), one panel per ``col``; with
+    several seeds the line is their mean and the band their min–max range. A dot marks each
+    line's best epoch (the one a paper table reports)."""
+    _require(df, [metric, x, hue, col] + ([style] if style else []), "plot_learning_curves")
+    panels = list(dict.fromkeys(df[col]))
+    fig = _new_figure(4.6 * len(panels), 3.8)
+    axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
+    hue_order = list(dict.fromkeys(df[hue]))
+    style_order = list(dict.fromkeys(df[style])) if style else None
+    palette = _palette(hue_order)
+    lines = [hue] + ([style] if style else [])
+    for ax, panel in zip(axes, panels, strict=True):
+        sub = df[df[col] == panel]
+        sns.lineplot(data=sub, x=x, y=metric, hue=hue, hue_order=hue_order, style=style,
+                     style_order=style_order, palette=palette, errorbar=("pi", 100), ax=ax)
+        mean = sub.groupby(lines + [x], sort=False)[metric].mean().reset_index()
+        best = mean.loc[mean.groupby(lines, sort=False)[metric].idxmax()]
+        ax.scatter(best[x], best[metric], color=[palette[h] for h in best[hue]], s=30, zorder=5)
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+        ax.set_title(str(panel))
+        ax.set_ylabel(metric)
+        ax.set_ylim(0, None)
+        if ax is not axes[-1]:
+            ax.get_legend().remove()
+        else:
+            handles, labels = ax.get_legend_handles_labels()
+            labels = [{"loss_name": "loss", "model_name": "model"}.get(t, t) for t in labels]
+            ax.legend(handles, labels, title=None, loc="best", fontsize=8)
+    return fig
+
+
+@_styled
+def plot_gap_vs_noise(df: pd.DataFrame, label: str = "label", panels: str = "metric") -> Figure:
+    """The paper's gaps against run-to-run noise (from :func:`mmlrepro.experiments.seed_noise`):
+    per row of ``df`` (y = ``label``) a black diamond at ``paper_gap`` (%), a red dot at
+    ``reproduced_gap`` and a grey bar of ±2·``noise`` around 0 — a gap inside the bar is within
+    what two runs with different seeds differ by (≈ 95%). One panel per value of ``panels``."""
+    _require(df, [label, panels, "paper_gap", "reproduced_gap", "noise"], "plot_gap_vs_noise")
+    keys = list(dict.fromkeys(df[panels]))
+    order = list(dict.fromkeys(df[label]))
+    fig = _new_figure(4.4 * len(keys), 1.2 + 0.32 * len(order))
+    axes = np.atleast_1d(fig.subplots(1, len(keys), squeeze=False, sharey=True)[0])
+    for ax, key in zip(axes, keys, strict=True):
+        sub = df[df[panels] == key].set_index(label).reindex(order)
+        y = np.arange(len(order))
+        noise = sub["noise"].to_numpy(dtype=float)
+        ax.barh(y, 4 * np.nan_to_num(noise), left=-2 * np.nan_to_num(noise), height=0.6,
+                color="0.85", label="±2 sd of a seed-to-seed difference")
+        ax.scatter(sub["paper_gap"], y, marker="D", color="black", s=30, zorder=5, label="paper's gap")
+        ax.scatter(sub["reproduced_gap"], y, color=LOSS_COLORS["MML"], s=30, zorder=6,
+                   label="reproduced gap")
+        ax.axvline(0, color="0.4", lw=0.8)
+        ax.set_yticks(y, [str(o) for o in order])
+        ax.set_xlabel("MML vs baseline (%)")
+        ax.set_title(str(key))
+    axes[0].invert_yaxis()  # shared y axis: invert once, first row on top
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
+    return fig

@@ -32,7 +32,7 @@ from torch import nn
 
 from mmlrepro.data import Dataset, load_dataset, synthetic
 from mmlrepro.losses import get_loss
-from mmlrepro.metrics import evaluate
+from mmlrepro.metrics import EvalIndex, evaluate
 from mmlrepro.models import MF, SimpleX
 
 MODELS = ("mf", "simplex")
@@ -484,6 +484,7 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
     train_users = torch.from_numpy(selection_data.train_users()).to(device)
     train_items = torch.from_numpy(selection_data.train_items()).to(device)
     n_rows = train_users.shape[0]
+    eval_index = EvalIndex.from_dataset(selection_data, device)  # device arrays, reused each epoch
 
     torch.manual_seed(config.seed)
     model = build_model(config, selection_data).to(device)
@@ -541,7 +542,7 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t1 = time.perf_counter()
-        metrics = evaluate(model, selection_data)
+        metrics = evaluate(model, selection_data, index=eval_index)
         t2 = time.perf_counter()
         timings["train_s"] += t1 - t0
         timings["eval_s"] += t2 - t1

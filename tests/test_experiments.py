@@ -114,3 +114,14 @@ def test_markdown_table():
 
     text = markdown_table(pd.DataFrame({"a": [1, 2], "b": [0.5, float("nan")]}))
     assert text.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.5000 |", "| 2 | – |"]
+
+
+@pytest.mark.real_data
+def test_run_missing_respects_the_time_budget(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MMLREPRO_CHECKPOINT_DIR", str(tmp_path / "ckpt"))
+    lines = []
+    done = ex.run_missing(["table3"], "smoke", 1, results_dir=tmp_path, datasets=["gowalla"],
+                          device="cpu", data_dir=str(data_dir), max_minutes=0.0, log=lines.append)
+    assert len(done) == 1  # the first run always starts; the budget stops the second
+    assert "time budget" in lines[-1]
+    assert len(ex.missing_runs(["table3"], "smoke", 1, tmp_path, datasets=["gowalla"])) == 6

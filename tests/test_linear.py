@@ -298,7 +298,9 @@ def test_linear_grid_covers_methods_priors_and_datasets():
     assert {c.tau_plus for c in grid} == {0.0, 0.01, 0.05}
     assert {c.dataset for c in grid} == {"gowalla", "yelp2018"}
     assert len(ease_runs) == 5 * 3 * 2 and len(grid) - len(ease_runs) == 9 * 3 * 2
-    assert all(c.profile == "quick" for c in linear_grid("quick"))
+    quick = linear_grid("quick")
+    assert all(c.profile == "quick" for c in quick) and len(quick) == 2 * 3 * (5 + 1)
+    assert {(c.alpha, c.reg, c.epochs) for c in quick if c.method == "ials"} == {(100.0, 0.01, 8)}
     with pytest.raises(ValueError, match="profile"):
         linear_grid("huge")
 

@@ -40,6 +40,8 @@ def test_runs_vs_reported_pairs_each_run_with_its_paper_cell(tmp_path):
     assert set(mml["reported"]) == {0.1816} and set(mml["label"]) == {"MML"}
     ccl = rows[(rows.loss == "ccl") & (rows.metric == "ndcg@20")].iloc[0]
     assert (ccl["reproduced"], ccl["reported"]) == (0.07, 0.1426)
+    assert rows["loss"].tolist()[::2] == ["ccl", "mml", "mml"]  # Table 3's loss order, then seed
+    assert rows["metric"].tolist()[:2] == ["recall@20", "ndcg@20"]
     assert ex.runs_vs_reported("table3", "quick", tmp_path / "empty").empty
     with pytest.raises(ValueError, match="group"):
         ex.runs_vs_reported("figure3", "quick", tmp_path)
@@ -63,7 +65,7 @@ def test_learning_curves_one_row_per_epoch_and_filter(tmp_path):
     mml = curves[curves.loss == "mml"]
     assert mml["epoch"].tolist() == [1, 2, 3] and mml["recall@20"].tolist() == [0.10, 0.12, 0.11]
     assert mml["train_loss"].tolist() == pytest.approx([1.0, 0.5, 1 / 3])
-    assert set(mml["label"]) == {"MF · MML"}
+    assert set(mml["label"]) == {"MF · MML"} and set(mml["model_name"]) == {"MF"}
     only = ex.learning_curves("table3", "quick", tmp_path, dataset="yelp2018")
     assert only["loss_name"].tolist() == ["BSL"]
     # MF + MML without early stop is a cell of Table 2 too (the key ignores the group); BSL is not.
@@ -79,7 +81,7 @@ def test_seed_noise_hand_worked(tmp_path):
     noise = ex.seed_noise("quick", tmp_path)
     row = noise[(noise.comparison == "table3: MML vs BSL") & (noise.dataset == "gowalla")
                 & (noise.metric == "recall@20")].iloc[0]
-    assert row["seeds"] == 2
+    assert row["seeds"] == 2 and row["label"] == "Table 3 MF: MML vs BSL · gowalla"
     assert row["paper_gap"] == pytest.approx((0.1816 / 0.1804 - 1) * 100)
     assert row["reproduced_gap"] == pytest.approx(20.0)
     sd = math.sqrt(2) * 0.02 / 0.10 * 100  # std of MML relative to BSL's mean, in %

@@ -242,3 +242,36 @@ def test_save_figure(tmp_path):
     assert paths[1].read_bytes()[:5] == b"%PDF-"
     with pytest.raises(ValueError, match="profile"):
         plots.save_figure(fig, "x", "../quick", tmp_path)
+
+
+def test_plot_learning_curves_marks_each_lines_best_epoch():
+    from mmlrepro.plots import plot_learning_curves
+
+    rows = [{"dataset": d, "loss_name": loss, "seed": seed, "epoch": e,
+             "recall@20": r + (0.01 if seed == 2020 else 0.0)}
+            for d in ("yelp2018", "gowalla") for seed in (2019, 2020)
+            for loss, curve in (("MML", [0.1, 0.3, 0.2]), ("CCL", [0.1, 0.15, 0.25]))
+            for e, r in enumerate(curve, 1)]
+    fig = plot_learning_curves(pd.DataFrame(rows), "recall@20", style=None)
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["yelp2018", "gowalla"]
+    dots = [c for c in axes[0].collections if c.get_offsets().shape == (2, 2)][-1].get_offsets()
+    # MML peaks at epoch 2 (mean 0.305), CCL at epoch 3 (mean 0.255)
+    assert np.allclose(np.asarray(dots), [[2, 0.305], [3, 0.255]])
+    with pytest.raises(ValueError, match="model"):
+        plot_learning_curves(pd.DataFrame(rows), "recall@20")  # style="model" needs the column
+
+
+def test_plot_gap_vs_noise_draws_noise_band_and_gaps():
+    from mmlrepro.plots import plot_gap_vs_noise
+
+    df = pd.DataFrame({"label": ["a", "b", "a", "b"], "metric": ["recall@20"] * 2 + ["ndcg@20"] * 2,
+                       "paper_gap": [4.0, 1.0, 5.0, 0.5], "reproduced_gap": [3.0, -1.0, 2.0, 0.0],
+                       "noise": [1.5, 2.0, 1.0, float("nan")]})
+    fig = plot_gap_vs_noise(df)
+    ax = fig.axes[0]
+    assert ax.get_title() == "recall@20"
+    bars = [(p.get_x(), p.get_width()) for p in ax.patches]
+    assert np.allclose(bars, [(-3.0, 6.0), (-4.0, 8.0)])  # ±2 sd around 0
+    assert np.allclose(np.asarray(ax.collections[0].get_offsets()), [[4.0, 0], [1.0, 1]])
+    assert [p.get_width() for p in fig.axes[1].patches] == [4.0, 0.0]  # NaN noise: no band

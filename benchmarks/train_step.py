@@ -67,7 +67,10 @@ def main() -> None:
     parser.add_argument("--dataset", default="gowalla")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
     config = paper_config(args.dataset, "mf", "mml", device=args.device)

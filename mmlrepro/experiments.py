@@ -486,6 +486,10 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
     from mmlrepro.data import load_dataset
 
     groups, datasets = list(groups), list(datasets)
+    if "linear" in groups:
+        groups.remove("linear")
+        run_linear_group(profile, results_dir=results_dir, datasets=datasets, device=device,
+                         data_dir=data_dir, log=log)
     store = ResultsStore(results_dir)
     runs = plan(groups, profile, n_seeds, datasets)
     todo = [c for c in runs if c not in store]
@@ -662,3 +666,29 @@ def linear_results(results_dir: str | Path | None = None) -> pd.DataFrame:
                      "device": record.get("device", ""), "fit_s": record.get("timings", {}).get("fit_s"),
                      "key": record.get("key", path.stem)})
     return pd.DataFrame(rows, columns=columns)
+
+
+# --------------------------------------------------------------------------------------------
+# the linear group (Li et al.: EASE and iALS, biased vs debiased; issue 7)
+
+
+def run_linear_group(profile: str, *, results_dir: str | Path | None = None,
+                     datasets: Iterable[str] = DATASETS, device: str | None = None,
+                     data_dir: str | None = None, log: Callable[[str], None] | None = print) -> int:
+    """Fit the EASE / iALS runs of :func:`mmlrepro.linear.linear_grid` that
+    ``results/linear/`` lacks; returns how many were fitted."""
+    from mmlrepro.linear import linear_grid, run_linear, save_linear_result
+
+    root = Path(results_dir) if results_dir is not None else ResultsStore(None).root
+    grid = [c for c in linear_grid("quick" if profile == "smoke" else profile) if c.dataset in set(datasets)]
+    todo = [c for c in grid if not (root / "linear" / f"{c.key()}.json").exists()]
+    if log:
+        log(f"linear [{profile}]: {len(grid)} runs planned, {len(todo)} to run")
+    for i, config in enumerate(todo, 1):
+        if device:
+            config = config.replace(device=device)
+        result = run_linear(config, data_dir=data_dir)
+        save_linear_result(result, root / "linear")
+        if log:
+            log(f"[linear {i}/{len(todo)}] {config.label()}: recall@20 {result['metrics']['recall@20']:.4f}")
+    return len(todo)

@@ -191,7 +191,7 @@ def _sparse_scores(model: MF, users: torch.Tensor, pos: torch.Tensor,
 
 def active_share_during_training(dataset: Dataset, checkpoints: Sequence[int],
                                  n_values: Sequence[int] = (10, 100, 800),
-                                 n_users: int = 1024, seed: int = 0,
+                                 n_users: int = 4096, seed: int = 0,
                                  **train_kwargs) -> tuple[pd.DataFrame, MF]:
     """:func:`active_share` measured after every step in ``checkpoints`` of one
     :func:`train_briefly` run (``train_kwargs`` go to it; its ``steps`` is ``max(checkpoints)``).
@@ -208,24 +208,28 @@ def active_share_during_training(dataset: Dataset, checkpoints: Sequence[int],
 
 @torch.no_grad()
 def active_share(model: torch.nn.Module, dataset: Dataset,
-                 n_values: Sequence[int] = (10, 50, 100, 200, 400, 800), n_users: int = 1024,
+                 n_values: Sequence[int] = (10, 50, 100, 200, 400, 800), n_users: int = 4096,
                  seed: int = 0, losses: Mapping[str, tuple] = ACTIVE_SHARE_LOSSES,
-                 training_mode: bool = True) -> pd.DataFrame:
-    """For ``n_users`` users with train items (drawn with ``seed``), draw N uniform negatives per
-    user for every N in ``n_values`` and measure, for each loss (label -> (margins, weights)):
+                 training_mode: bool = True, chunk: int = 1024) -> pd.DataFrame:
+    """How many of N uniformly sampled negatives (SPEC §4: all items, positives not excluded)
+    get a non-zero gradient, for each loss (label -> (margins, weights)) and each N, as exact
+    expectations over the sampling (no sampling noise).
 
-    - ``share_active``: share of the sampled negatives with s⁻ > min_k m_k, i.e. a non-zero
-      gradient (:func:`mmlrepro.losses.active_negatives`);
-    - ``active_per_row``: their mean number per user (= share · N);
-    - ``rows_with_active``: share of users with at least one such negative;
-    - ``mean_weight``: mean Σ_{m_k < s⁻} w_k over the sampled negatives.
+    For ``n_users`` users with train items (drawn with ``seed``; all of them if fewer), score
+    every item; user u's active fraction is p_u = |{i : s(u, i) > min_k m_k}| / n_items
+    (:func:`mmlrepro.losses.active_negatives`). Then, averaged over the users:
 
-    Scores are those the loss sees in training (``training_mode``: dropout on the user vector,
-    SPEC §3) [assumed; ``False`` gives the clean eval scores]. One row per (loss, N).
+    - ``share_active`` = mean p_u: the expected share of sampled negatives with a gradient;
+    - ``active_per_row`` = N · share_active: their expected number per row;
+    - ``rows_with_active`` = mean 1 − (1 − p_u)^N: the chance a row has at least one;
+    - ``mean_weight``: expected Σ_{m_k < s⁻} w_k of a sampled negative.
+
+    Scores are those the loss sees in training (``training_mode``: one dropout draw on each
+    user vector, SPEC §3) [assumed; ``False`` gives the clean eval scores]. Users are scored in
+    chunks of ``chunk`` (memory ``chunk × n_items``). One row per (loss, N).
     """
     if n_users < 1 or any(n < 1 for n in n_values):
         raise ValueError(f"need n_users >= 1 and every N >= 1, got {n_users} and {n_values}")
-    gen = torch.Generator().manual_seed(seed)
     eligible = np.flatnonzero(dataset.history_lengths() > 0)
     pick = np.random.default_rng(seed).choice(eligible, size=min(n_users, len(eligible)),
                                               replace=False)
@@ -234,19 +238,25 @@ def active_share(model: torch.nn.Module, dataset: Dataset,
     was_training = model.training
     model.train(training_mode)
     torch.manual_seed(seed)  # dropout
-    u = model.user_vectors(users)
+    items = model.item_vectors()
+    p = {label: [] for label in losses}
+    weight = {label: [] for label in losses}
+    for start in range(0, len(users), chunk):
+        scores = model.user_vectors(users[start:start + chunk]) @ items.T
+        for label, (margins, weights) in losses.items():
+            mask, w = active_negatives(scores, margins, weights)
+            p[label].append(mask.double().mean(1))
+            weight[label].append(w.double().mean(1))
     model.train(was_training)
     rows = []
     for n in n_values:
-        neg = torch.randint(dataset.n_items, (len(users), n), generator=gen).to(device)
-        scores = torch.einsum("bd,bnd->bn", u, model.item_vectors(neg))
-        for label, (margins, weights) in losses.items():
-            mask, weight = active_negatives(scores, margins, weights)
+        for label in losses:
+            pu = torch.cat(p[label])
             rows.append({"loss": label, "n_negatives": int(n),
-                         "share_active": float(mask.float().mean()),
-                         "active_per_row": float(mask.float().sum(1).mean()),
-                         "rows_with_active": float(mask.any(1).float().mean()),
-                         "mean_weight": float(weight.mean())})
+                         "share_active": float(pu.mean()),
+                         "active_per_row": float(n * pu.mean()),
+                         "rows_with_active": float((1 - (1 - pu) ** n).mean()),
+                         "mean_weight": float(torch.cat(weight[label]).mean())})
     return pd.DataFrame(rows)
 
 

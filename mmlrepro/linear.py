@@ -142,41 +142,16 @@ def gram_matrix(dataset: Dataset, device: torch.device | str = "cpu",
 # EASE
 
 
-def _spd_inverse_(a: Tensor, block: int = 2048) -> Tensor:
-    """Overwrite the symmetric positive definite ``a`` with its inverse (Cholesky, then the
-    inverse from the factor) and return it.
+def _spd_inverse_(a: Tensor) -> Tensor:
+    """Overwrite the symmetric positive definite ``a`` with its inverse and return it:
+    ``torch.linalg.cholesky_ex`` then ``torch.cholesky_inverse`` (LAPACK potrf + potri; MKL on
+    the CPU, cuSOLVER on CUDA), both written into ``a``'s own buffer. Torch keeps one temporary
+    n×n copy inside each call, so the peak is about two matrices (Gowalla fp32: 2 × 6.7 GB).
 
-    On the CPU with SciPy: LAPACK ``?potrf`` + ``?potri`` in place on the same buffer (peak one
-    n×n matrix), then the missing triangle is mirrored block by block. Elsewhere (CUDA, or no
-    SciPy): ``torch.linalg.cholesky_ex`` + ``torch.cholesky_inverse`` (torch keeps one temporary
-    copy: peak about two matrices).
+    SciPy's in-place ``spotrf``/``spotri`` (``overwrite_a``) would peak at one matrix, but its
+    bundled OpenBLAS (scipy 1.17) segfaults in ``spotrf`` on the 38,048² Yelp2018 Gram matrix
+    (reproduced twice; the 40,981² Gowalla one went through), so it is not used.
     """
-    n = a.shape[0]
-    if a.device.type == "cpu" and a.is_contiguous():
-        try:
-            from scipy.linalg import get_lapack_funcs
-        except ImportError:
-            get_lapack_funcs = None
-        if get_lapack_funcs is not None:
-            f = a.numpy().T  # Fortran-ordered view of the same (symmetric) buffer
-            potrf, potri = get_lapack_funcs(("potrf", "potri"), (f,))
-            c, info = potrf(f, lower=True, overwrite_a=True, clean=False)
-            if info != 0:
-                raise np.linalg.LinAlgError(f"Cholesky failed (LAPACK info {info}): the matrix is "
-                                            "not positive definite; is lam > 0?")
-            c, info = potri(c, lower=True, overwrite_c=True)
-            if info != 0:
-                raise np.linalg.LinAlgError(f"inverse from Cholesky failed (LAPACK info {info})")
-            if not np.shares_memory(c, f):  # LAPACK wrapper had to copy: write back
-                f[...] = c
-                del c
-            # the valid triangle of the Fortran view (lower) is the upper triangle of `a`
-            for r0 in range(0, n, block):
-                r1 = min(r0 + block, n)
-                a[r0:r1, :r0] = a[:r0, r0:r1].T
-                d = a[r0:r1, r0:r1]
-                d.copy_(torch.triu(d) + torch.triu(d, 1).T)
-            return a
     info = torch.empty((), dtype=torch.int32, device=a.device)
     torch.linalg.cholesky_ex(a, out=(a, info))
     if int(info) != 0:
@@ -235,9 +210,8 @@ def ease(dataset: Dataset, lam: float, *, device: str | torch.device = "cpu",
 
     Closed form B = I − P·diag(1/diag P), P = (XᵀX + λI)⁻¹ for τ⁺ = 0; the debiased form is in
     :func:`ease_weights_`. G = XᵀX is built from the sparse train matrix (exact counts), then
-    inverted in place through its Cholesky factor and turned into B in place: the peak memory is
-    about one n_items² matrix on the CPU with SciPy (Gowalla: 40,981² fp32 = 6.7 GB), two with
-    the torch fallback / on CUDA.
+    inverted through its Cholesky factor and turned into B in place: the peak memory is about two
+    n_items² matrices (:func:`_spd_inverse_`; Gowalla: 40,981² fp32 = 6.7 GB each).
     """
     lam = _check_number("lam", lam, low=0.0)
     tau_plus = _check_tau(tau_plus)

@@ -54,7 +54,7 @@ def run_notebooks(profile: str = "quick", output_dir: str | Path | None = None,
                   parameters: Mapping | None = None, smoke: bool = False,
                   kernel_name: str = KERNEL_NAME,
                   notebooks: Sequence[str | Path] | None = None,
-                  progress: bool = False) -> list[Path]:
+                  progress: bool = False, cell_timeout: int | None = None) -> list[Path]:
     """Execute notebooks headless with papermill, in order, and return the executed paths.
 
     ``notebooks``: paths or names under ``notebooks/`` (default: every one of
@@ -64,7 +64,8 @@ def run_notebooks(profile: str = "quick", output_dir: str | Path | None = None,
     ``kernel_name``. The executed notebook is written to ``output_dir / <name>`` (created), or
     over the source when ``output_dir`` is None. The first failure stops the run with a
     :class:`NotebookError` naming the notebook, the failing cell (its index and execution count)
-    and the exception; the partly executed notebook is still written.
+    and the exception; the partly executed notebook is still written. ``cell_timeout``
+    (seconds, default none) fails a cell that runs longer.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -82,7 +83,8 @@ def run_notebooks(profile: str = "quick", output_dir: str | Path | None = None,
         try:
             pm.execute_notebook(str(path), str(target), parameters=params,
                                 kernel_name=kernel_name, cwd=str(path.parent),
-                                progress_bar=progress, request_save_on_cell_execute=False)
+                                progress_bar=progress, request_save_on_cell_execute=False,
+                                execution_timeout=cell_timeout)
         except PapermillExecutionError as err:
             raise NotebookError(
                 f"{path.name}: cell {err.cell_index} (execution count {err.exec_count}) failed: "

@@ -250,9 +250,13 @@ def plot_margin_gallery(margins: Sequence[float] = (0.7, 0.8, 0.9),
                         s_pos: float = 0.8, n_negatives: int = 100, seed: int = 0,
                         losses: Sequence[str] = geometry.LOSS_KINDS) -> Figure:
     """The same negatives under each loss in ``losses`` side by side (the paper's Figure 2):
-    one :func:`plot_margin_geometry` panel per loss, each with its colour bar."""
-    fig = _new_figure(4.6 * len(losses), 4.9)
-    for sub, loss in zip(fig.subfigures(1, len(losses)), losses, strict=True):
+    one :func:`plot_margin_geometry` panel per loss, each with its colour bar (a 2 × 2 grid
+    for four losses, else one row)."""
+    ncols = 2 if len(losses) == 4 else len(losses)
+    nrows = -(-len(losses) // ncols)
+    fig = _new_figure(5.4 * ncols, 4.5 * nrows)
+    subs = np.atleast_1d(fig.subfigures(nrows, ncols)).ravel()[:len(losses)]
+    for sub, loss in zip(subs, losses, strict=True):
         plot_margin_geometry(loss, margins, weights, neg_weight, s_pos, n_negatives, seed,
                              ax=sub.add_subplot())
     return fig
@@ -260,31 +264,40 @@ def plot_margin_gallery(margins: Sequence[float] = (0.7, 0.8, 0.9),
 
 @_styled
 def plot_active_share(df: pd.DataFrame, x: str = "n_negatives") -> Figure:
-    """Active negatives against N for each loss, from :func:`mmlrepro.geometry.active_share`.
+    """Active negatives for each loss, from :func:`mmlrepro.geometry.active_share`.
 
-    Left: the share of sampled negatives whose gradient is non-zero (``share_active``); right:
-    the share of training rows with at least one such negative (``rows_with_active``). One line
-    per ``loss``; x = ``n_negatives`` (log scale) or another column such as ``step`` (linear).
+    Against N (``x="n_negatives"``, log-log): left, the expected number of sampled negatives per
+    row with a non-zero gradient (``active_per_row``); right, the share of rows with at least
+    one (``rows_with_active``). Against another column such as ``step`` (linear x): left, the
+    share of sampled negatives with a gradient (``share_active``); right, as before.
+    One line per ``loss``.
     """
-    _require(df, ["loss", x, "share_active", "rows_with_active"], "plot_active_share")
+    left = "active_per_row" if x == "n_negatives" else "share_active"
+    _require(df, ["loss", x, left, "rows_with_active"], "plot_active_share")
     fig = _new_figure(10.0, 3.8)
     axes = fig.subplots(1, 2)
     hue_order = list(dict.fromkeys(df["loss"]))
     palette = _palette([geometry.loss_family(h) for h in hue_order])
     colors = {h: palette[geometry.loss_family(h)] for h in hue_order}
-    for ax, col, title in [
-        (axes[0], "share_active", "Share of negatives with a gradient"),
-        (axes[1], "rows_with_active", "Rows with ≥ 1 pushed negative"),
-    ]:
+    titles = {"active_per_row": "Pushed negatives per row (expected)",
+              "share_active": "Share of sampled negatives with a gradient",
+              "rows_with_active": "Rows with ≥ 1 pushed negative"}
+    for ax, col in zip(axes, (left, "rows_with_active"), strict=True):
         sns.lineplot(data=df, x=x, y=col, hue="loss", hue_order=hue_order,
                      palette=colors, marker="o", ax=ax, errorbar=None)
         if x == "n_negatives":
             _log_x_ticks(ax, df[x])
-        ax.yaxis.set_major_formatter(mpl.ticker.PercentFormatter(1.0, decimals=None))
-        ax.set_ylim(0, None)
+        if col == "rows_with_active":
+            ax.yaxis.set_major_formatter(mpl.ticker.PercentFormatter(1.0, decimals=None))
+            ax.set_ylim(0, None)
+        elif x == "n_negatives":
+            ax.set_yscale("log")
+        else:
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0), useMathText=True)
+            ax.set_ylim(0, None)
         ax.set_xlabel({"n_negatives": "negatives per row N", "step": "training step"}.get(x, x))
         ax.set_ylabel("")
-        ax.set_title(title)
+        ax.set_title(titles[col])
     axes[1].get_legend().remove()
     axes[0].legend(title=None, loc="best")
     return fig

@@ -185,9 +185,9 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
     def label(self) -> str:
-        """Short human-readable name, e.g. ``gowalla/mf/mml/N100/paper/seed2019 [quick]``."""
+        """Short name, e.g. ``gowalla/mf/mml/N100/paper/seed2019 [quick] #3f2a9c`` (key prefix)."""
         return (f"{self.dataset}/{self.model}/{self.loss}/N{self.n_negatives}/{self.selection}"
-                f"/seed{self.seed} [{self.profile}]")
+                f"/seed{self.seed} [{self.profile}] #{self.key()[:6]}")
 
 
 @dataclass

@@ -81,14 +81,6 @@ def test_ease_equals_naive_inverse(small):
     np.testing.assert_allclose(model32.weights.numpy(), expected, atol=2e-5)
 
 
-def test_ease_torch_fallback_matches_lapack_path(small, monkeypatch):
-    lapack = ease(small, 3.0, dtype=torch.float64).weights
-    import scipy.linalg
-    monkeypatch.delattr(scipy.linalg, "get_lapack_funcs")  # the import fails -> torch path
-    fallback = ease(small, 3.0, dtype=torch.float64).weights
-    torch.testing.assert_close(fallback, lapack, rtol=0, atol=1e-12)
-
-
 def test_ease_scores_are_history_times_weights(small):
     model = ease(small, 5.0, dtype=torch.float64)
     users = torch.tensor([3, 0, 17, 3])

@@ -90,23 +90,25 @@ class _FixedModel(torch.nn.Module):
 
 
 def test_active_share_on_a_fixed_model(synthetic_dataset):
-    # items with cos 0.95 (1 of them), 0.75 (1), and 0.0 (the rest): under uniform sampling the
-    # expected share above 0.9 is 1/n_items, above 0.7 is 2/n_items.
+    # items with cos 0.95 (1 of them), 0.75 (1), and 0.0 (the rest): a uniform negative is
+    # above 0.9 with probability 1/n_items, above 0.7 with 2/n_items (the exact expectations)
     n_items = synthetic_dataset.n_items
     angles = np.full(n_items, np.pi / 2)
     angles[0], angles[1] = np.arccos(0.95), np.arccos(0.75)
     model = _FixedModel(angles)
-    df = geometry.active_share(model, synthetic_dataset, n_values=(400,), n_users=400, seed=1)
-    assert list(df["loss"]) == list(geometry.ACTIVE_SHARE_LOSSES)
-    ccl, mml = df.iloc[0], df.iloc[1]
-    n = 400 * 400
-    assert abs(ccl.share_active - 1 / n_items) < 4 * np.sqrt(1 / n_items / n)
-    assert abs(mml.share_active - 2 / n_items) < 4 * np.sqrt(2 / n_items / n)
-    assert ccl.active_per_row == pytest.approx(ccl.share_active * 400)
-    # a row has >= 1 active negative with probability 1 − (1 − p)^N
-    assert mml.rows_with_active == pytest.approx(1 - (1 - 2 / n_items) ** 400, abs=0.1)
+    df = geometry.active_share(model, synthetic_dataset, n_values=(10, 400), n_users=50, seed=1,
+                               chunk=16)
+    assert list(df["loss"]) == list(geometry.ACTIVE_SHARE_LOSSES) * 2
+    assert list(df["n_negatives"]) == [10, 10, 400, 400]
+    ccl, mml = df.iloc[2], df.iloc[3]
+    assert ccl.share_active == pytest.approx(1 / n_items)
+    assert mml.share_active == pytest.approx(2 / n_items)
+    assert mml.active_per_row == pytest.approx(400 * 2 / n_items)
+    assert mml.rows_with_active == pytest.approx(1 - (1 - 2 / n_items) ** 400)
+    assert df.iloc[1].rows_with_active == pytest.approx(1 - (1 - 2 / n_items) ** 10)
     # mean weight: 1.0 for the 0.95 item, 0.10 for the 0.75 item
-    assert mml.mean_weight == pytest.approx(1.1 / n_items, rel=0.3)
+    assert mml.mean_weight == pytest.approx(1.1 / n_items)
+    assert ccl.mean_weight == pytest.approx(1 / n_items)
 
 
 def test_train_briefly_learns_and_checkpoints(synthetic_dataset):
@@ -165,9 +167,14 @@ def test_active_share_figure():
     df = pd.DataFrame({"loss": ["CCL (m = 0.9)", "MML (m = 0.7)"] * 3,
                        "n_negatives": [10, 10, 100, 100, 800, 800],
                        "share_active": [0.01, 0.03] * 3,
+                       "active_per_row": [0.1, 0.3, 1, 3, 8, 24],
                        "rows_with_active": [0.1, 0.3, 0.6, 0.9, 1.0, 1.0]})
     fig = plots.plot_active_share(df)
     assert len(fig.axes) == 2 and all(len(ax.lines) >= 2 for ax in fig.axes)
+    np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), [0.3, 3, 24])  # MML per row
+    assert fig.axes[0].get_yscale() == "log"
+    fig = plots.plot_active_share(df.assign(step=df["n_negatives"]), x="step")
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), [0.01] * 3)  # CCL share
     with pytest.raises(ValueError, match="rows_with_active"):
         plots.plot_active_share(df.drop(columns="rows_with_active"))
 

@@ -33,7 +33,7 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
 
 def cmd_datasets(args: argparse.Namespace) -> int:
     from mmlrepro.data import load_dataset
-    from mmlrepro.report import table1
+    from mmlrepro.notebooks import table1
 
     datasets = {name: load_dataset(name, data_dir=args.data_dir) for name in args.names}
     print(table1(datasets).to_string())

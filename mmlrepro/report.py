@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,30 +16,10 @@ import numpy as np
 import pandas as pd
 
 from mmlrepro import experiments as ex
-from mmlrepro.data import Dataset
 from mmlrepro.results import ResultsStore, git_commit, load_results
 
-STATS = ("users", "items", "interactions", "train", "test", "density")
 # What a paper-profile run must use, per SPEC §8 (checked for every cell that misses ±5%).
 PLANNED_SEEDS = {"table2": 3, "table3": 3, "figure3": 3, "ccl_matched": 3, "honest": 1, "li2023": 1}
-
-
-def table1(datasets: Mapping[str, Dataset]) -> pd.DataFrame:
-    """MML Table 1: our counts beside the paper's (SPEC §2), one row per statistic.
-
-    Columns ``<dataset>`` (reproduced), ``<dataset> (paper)`` and ``<dataset> match``; counts are
-    ints, density is rounded to 5 decimals as in the paper.
-    """
-    paper = ex.reported()["table1"]
-    table = pd.DataFrame(index=pd.Index(STATS, name="statistic"))
-    for name, dataset in datasets.items():
-        ours = dataset.stats()
-        mine = [round(ours[s], 5) if s == "density" else int(ours[s]) for s in STATS]
-        theirs = [paper.get(name, {}).get(s) for s in STATS]
-        table[name] = pd.Series(mine, index=STATS, dtype=object)
-        table[f"{name} (paper)"] = pd.Series(theirs, index=STATS, dtype=object)
-        table[f"{name} match"] = ["yes" if t is not None and m == t else "no" for m, t in zip(mine, theirs, strict=True)]
-    return table
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:

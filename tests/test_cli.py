@@ -29,7 +29,7 @@ def test_datasets_prints_table1_beside_the_paper(data_dir, capsys):
     assert main(["datasets", "--data-dir", str(data_dir)]) == 0
     out = capsys.readouterr().out
     assert "29858" in out and "40981" in out and "1237259" in out and "0.00084" in out
-    assert " no" not in out and out.count("yes") == 12  # every count matches the paper
+    assert "False" not in out and out.count("True") == 12  # every count matches the paper
 
 
 def test_train_stores_then_reuses(tmp_path, capsys, monkeypatch):

@@ -13,7 +13,6 @@ handed to the fused Adam kernel as its gradient scale) instead of the ~30 passes
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -582,7 +581,3 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
                      test=test, timings=timings, device=device_name(device),
                      stopped_early=stopped_early)
 
-
-def copy_model(model: nn.Module) -> nn.Module:
-    """A deep copy (benchmarks and tests compare steps from one state)."""
-    return copy.deepcopy(model)

@@ -3,6 +3,7 @@
     pip install -e ".[compare]"        # implicit==0.7.3, only for this script
     OMP_NUM_THREADS=1 MMLREPRO_DATA_DIR=/work/shared/data python benchmarks/ials_implicit.py
         [--dataset gowalla] [--alpha 100] [--reg 300] [--epochs 8] [--dim 64] [--quick]
+        [--methods mmlrepro,implicit-exact,implicit-cg]
 
 Fits the same objective three ways on the same data, one thread each:
 (a) ``mmlrepro.linear.ials`` (exact batched Cholesky solves), (b) ``implicit``'s
@@ -17,7 +18,9 @@ binary user × item CSR by its ``alpha`` (C_ui = alpha·value, 1 where unset) an
 Prints per method: fit seconds (and per epoch), the final objective from one function
 (``mmlrepro.linear.ials_objective``, float64) and from implicit's own ``calculate_loss``
 (un-normalised) as a cross-check, Recall@20 / NDCG@20 from ``mmlrepro.metrics.evaluate``, and
-the process's peak RSS so far. ``--quick`` uses the top-``QUICK_ITEMS`` items (``reduce_items``).
+the process's peak RSS (after the fit, and after evaluating; it only grows, so run one method
+alone with ``--methods`` for that method's own peak). ``--quick`` uses the top-``QUICK_ITEMS``
+items (``reduce_items``).
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ class Factors:
         return self.users[users] @ self.items.T
 
 
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", default="gowalla")
@@ -63,7 +70,12 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help=f"top-{QUICK_ITEMS} items only")
+    ap.add_argument("--methods", default="mmlrepro,implicit-exact,implicit-cg",
+                    help="comma-separated subset (run one alone for its own peak RSS)")
     args = ap.parse_args()
+    methods = args.methods.split(",")
+    if not set(methods) <= {"mmlrepro", "implicit-exact", "implicit-cg"}:
+        ap.error(f"--methods: unknown method in {args.methods!r}")
     torch.set_num_threads(1)
     threadpool_limits(1)  # scipy's OpenBLAS, used by implicit (and numpy's)
 
@@ -102,25 +114,27 @@ def main() -> None:
         m.fit(x, show_progress=False, callback=lambda it, s, loss: seconds.append(s))
         return m.user_factors, m.item_factors, seconds
 
-    runs = {"mmlrepro ials (exact)": fit_mmlrepro,
-            "implicit use_cg=False": lambda: fit_implicit(False),
-            "implicit use_cg=True": lambda: fit_implicit(True)}
-    for name, fit in runs.items():
+    print(f"peak RSS after loading and set-up {peak_rss_mib():.0f} MiB")
+    runs = {"mmlrepro": ("mmlrepro ials (exact)", fit_mmlrepro),
+            "implicit-exact": ("implicit use_cg=False", lambda: fit_implicit(False)),
+            "implicit-cg": ("implicit use_cg=True", lambda: fit_implicit(True))}
+    for key in methods:
+        name, fit = runs[key]
         start = time.perf_counter()
         users, items, seconds = fit()
         fit_s = time.perf_counter() - start
+        fit_rss = peak_rss_mib()
         obj = ials_objective(torch.from_numpy(users), torch.from_numpy(items), indptr, indices,
                              args.alpha, user_reg, item_reg)
         own = _als.calculate_loss(cui, users, items, args.reg, num_threads=1) * n_weights
         start = time.perf_counter()
         m = evaluate(Factors(users, items), ds)
         eval_s = time.perf_counter() - start
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"{name:22s} fit {fit_s:7.1f} s  per epoch "
-              + " ".join(f"{s:.1f}" for s in seconds))
+              + " ".join(f"{s:.1f}" for s in seconds) + f"  peak RSS after fit {fit_rss:.0f} MiB")
         print(f"{'':22s} objective {obj:.8e}  (implicit calculate_loss x N: {own:.8e})")
         print(f"{'':22s} Recall@20 {m['recall@20']:.4f}  NDCG@20 {m['ndcg@20']:.4f}  "
-              f"eval {eval_s:.1f} s  peak RSS so far {rss:.0f} MiB")
+              f"eval {eval_s:.1f} s  peak RSS so far {peak_rss_mib():.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -268,17 +268,16 @@ def als_solve(indptr: Tensor, indices: Tensor, batches: list[Tensor], fixed: Ten
     gram = fixed.T @ fixed
     total = fixed.sum(0)
     out = torch.empty(n_rows, d, dtype=fixed.dtype, device=fixed.device)
-    eye = torch.eye(d, dtype=fixed.dtype, device=fixed.device)
+    padded = torch.cat([fixed, fixed.new_zeros(1, d)])   # row n_cols: zeros, for the padding
     lengths = indptr[1:] - indptr[:-1]
     for rows in batches:
         lens = lengths[rows]
         width = max(1, int(lens.max()))
         pos = torch.arange(width, device=rows.device)
-        mask = pos[None, :] < lens[:, None]
         idx = indices[(indptr[rows][:, None] + pos).clamp(max=len(indices) - 1)]
-        ys = fixed[idx] * mask[..., None].to(fixed.dtype)
-        a = gram + alpha * torch.bmm(ys.transpose(1, 2), ys) \
-            + row_reg[rows].to(fixed.dtype)[:, None, None] * eye
+        ys = padded[idx.masked_fill_(pos[None, :] >= lens[:, None], len(fixed))]
+        a = torch.baddbmm(gram.expand(len(rows), d, d), ys.transpose(1, 2), ys, alpha=alpha)
+        a.diagonal(dim1=1, dim2=2).add_(row_reg[rows].to(fixed.dtype)[:, None])
         rhs = (1.0 + alpha - tau_plus) * ys.sum(1) + tau_plus * total
         factor = torch.linalg.cholesky(a)
         out[rows] = torch.cholesky_solve(rhs[..., None], factor)[..., 0]
@@ -287,7 +286,7 @@ def als_solve(indptr: Tensor, indices: Tensor, batches: list[Tensor], fixed: Ten
 
 def ials_objective(users: Tensor, items: Tensor, indptr: Tensor, indices: Tensor, alpha: float,
                    user_reg: Tensor, item_reg: Tensor, tau_plus: float = 0.0,
-                   chunk: int = 1 << 20) -> float:
+                   chunk: int = 1 << 16) -> float:
     """The full weighted objective, in float64, without the dense user × item matrix:
 
     L = Σ_{u,i} c_ui (p_ui − ŷ_ui)² + Σ_u r_u‖x_u‖² + Σ_i r_i‖y_i‖², ŷ = XYᵀ, written as

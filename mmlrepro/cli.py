@@ -1,4 +1,4 @@
-"""The ``mmlrepro`` command: datasets, train, reproduce, report, notebooks.
+"""The ``mmlrepro`` command: datasets, train, reproduce, report, notebooks, check.
 
 Run ``mmlrepro COMMAND --help`` for each command's options.
 """
@@ -38,6 +38,20 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     datasets = {name: load_dataset(name, data_dir=args.data_dir) for name in args.names}
     print(table1(datasets).to_string())
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import torch
+
+    from mmlrepro.check import device_checks
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rows = device_checks(device)
+    for row in rows:
+        print(f"{'ok  ' if row['ok'] else 'FAIL'}  {row['check']}: {row['gap']}")
+    failed = sum(not row["ok"] for row in rows)
+    print(f"{len(rows) - failed} of {len(rows)} checks passed on {device}")
+    return 1 if failed else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -180,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                    help="any other notebook parameter (JSON value), as papermill -p")
     p.set_defaults(func=cmd_notebooks)
+
+    p = sub.add_parser("check", help="the fast step and the evaluation against their textbook forms, on a device")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(func=cmd_check)
     return parser
 
 

@@ -195,7 +195,12 @@ def _linear_missing(runs: pd.DataFrame) -> list[str]:
 
 
 def _missing(profile: str, results_dir: Any) -> list[str]:
-    lines = [f"### Runs not yet done [{profile}]\n"]
+    why = {"paper": "Why: the full `paper` profile is a GPU job (DEVELOPERS.md says how to run it "
+                    "on a lent GPU); on a 2-core CPU one Gowalla MF run takes about 45 minutes "
+                    "(benchmarks/RESULTS.md), so only a few were run there.",
+           "quick": "Why: these are CPU runs not done yet; `mmlrepro reproduce GROUP --profile quick "
+                    "--seeds 3` trains what is missing."}
+    lines = [f"### Runs not yet done [{profile}]\n", why.get(profile, "") + "\n"]
     store = ResultsStore(results_dir)
     for group, n_seeds in PLANNED_SEEDS.items():
         todo = [c for c in ex.configs(group, profile, n_seeds) if c not in store]

@@ -13,12 +13,11 @@ from mmlrepro.data import synthetic
 from mmlrepro.losses import get_loss
 from mmlrepro.metrics import evaluate
 from mmlrepro.train import (
-    ExactStep,
     NonFiniteLossError,
     RunConfig,
     batch_loss,
     build_model,
-    reference_step,
+    compare_steps,
     train,
 )
 
@@ -154,35 +153,6 @@ def test_key_is_stable_across_processes_and_ignores_device_and_group():
     assert RunConfig.from_dict(config.to_dict()) == config
 
 
-def _step_pair(model_kind: str, loss_name: str, hp: dict, reg: float, clip: float | None, steps: int = 4):
-    """Run the fast and the reference step from one state on the same batches; return both."""
-    dataset = synthetic(120, 150, seed=3)
-    model_params = ({"aggregator": "attention", "gate": 0.8, "separate_history_table": True}
-                    if model_kind == "simplex" else {})
-    config = RunConfig(dataset="synthetic", model=model_kind, loss=loss_name, loss_params=hp, reg_lambda=reg,
-                       model_params=model_params, grad_clip=clip, dropout=0.0, device="cpu")
-    torch.manual_seed(0)
-    fast = build_model(config, dataset).double()
-    ref = build_model(config, dataset).double()
-    ref.load_state_dict(fast.state_dict())
-    ref.fused_scores = False   # the textbook F.normalize + bmm scores, dense embedding gradients
-    step = ExactStep(fast, 1e-3, reg, clip, torch.device("cpu"))
-    opt = torch.optim.Adam(ref.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
-    loss_fn = get_loss(loss_name, **hp)
-    gen = torch.Generator().manual_seed(1)
-    losses = []
-    for _ in range(steps):
-        users = torch.randint(0, dataset.n_users, (32,), generator=gen)
-        pos = torch.randint(0, dataset.n_items, (32,), generator=gen)
-        neg = torch.randint(0, dataset.n_items, (32, 10), generator=gen)
-        lf = batch_loss(fast, loss_fn, config, users, pos, neg)
-        lr_ = batch_loss(ref, loss_fn, config, users, pos, neg)
-        losses.append((lf.item(), lr_.item()))
-        step(lf)
-        reference_step(ref, opt, lr_, reg, clip)
-    return fast, ref, losses
-
-
 @pytest.mark.parametrize("model_kind", ["mf", "simplex"])
 @pytest.mark.parametrize("reg, clip", [(1e-2, 10.0), (0.0, None), (1e-4, 1e-3), (1e-2, None)])
 def test_exact_step_matches_plain_pytorch_loop(model_kind, reg, clip):
@@ -190,7 +160,7 @@ def test_exact_step_matches_plain_pytorch_loop(model_kind, reg, clip):
     scale) against the textbook loop: F.normalize + bmm scores with dense gradients, the
     penalty in the loss, clip_grad_norm_, torch.optim.Adam."""
     hp = {"margins": [0.1, 0.5], "weights": [0.3, 0.7], "pos_weight": 1.0, "neg_weight": 50.0}
-    fast, ref, losses = _step_pair(model_kind, "mml", hp, reg, clip)
+    fast, ref, losses = compare_steps(model_kind, "mml", hp, reg, clip)
     for a, b in losses:
         assert a == pytest.approx(b, rel=1e-6, abs=1e-12)  # the fused kernel takes the clip in fp32
     for p, q in zip(fast.parameters(), ref.parameters(), strict=True):

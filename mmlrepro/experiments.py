@@ -677,18 +677,46 @@ def run_linear_group(profile: str, *, results_dir: str | Path | None = None,
                      data_dir: str | None = None, log: Callable[[str], None] | None = print) -> int:
     """Fit the EASE / iALS runs of :func:`mmlrepro.linear.linear_grid` that
     ``results/linear/`` lacks; returns how many were fitted."""
-    from mmlrepro.linear import linear_grid, run_linear, save_linear_result
+    from mmlrepro.linear import (
+        ease_priors,
+        linear_dataset,
+        linear_grid,
+        linear_result,
+        run_linear,
+        save_linear_result,
+    )
 
     root = Path(results_dir) if results_dir is not None else ResultsStore(None).root
     grid = [c for c in linear_grid("quick" if profile == "smoke" else profile) if c.dataset in set(datasets)]
-    todo = [c for c in grid if not (root / "linear" / f"{c.key()}.json").exists()]
+    todo = [c.replace(device=device) if device else c for c in grid
+            if not (root / "linear" / f"{c.key()}.json").exists()]
     if log:
         log(f"linear [{profile}]: {len(grid)} runs planned, {len(todo)} to run")
-    for i, config in enumerate(todo, 1):
-        if device:
-            config = config.replace(device=device)
-        result = run_linear(config, data_dir=data_dir)
+    done = 0
+
+    def record(config, result) -> None:
+        nonlocal done
         save_linear_result(result, root / "linear")
+        done += 1
         if log:
-            log(f"[linear {i}/{len(todo)}] {config.label()}: recall@20 {result['metrics']['recall@20']:.4f}")
+            log(f"[linear {done}/{len(todo)}] {config.label()}: recall@20 {result['metrics']['recall@20']:.4f}")
+
+    # EASE: one inversion per (dataset, λ), shared by its priors τ⁺ (mmlrepro.linear.ease_priors)
+    families: dict[tuple, list] = {}
+    for config in todo:
+        if config.method == "ease":
+            families.setdefault((config.dataset, config.profile, config.lam, config.device), []).append(config)
+    for configs in families.values():
+        dataset = linear_dataset(configs[0], data_dir)
+        start = time.perf_counter()
+        models = ease_priors(dataset, configs[0].lam, [c.tau_plus for c in configs], device=configs[0].device)
+        for config, model in zip(configs, models, strict=True):
+            result = linear_result(config, dataset, model, time.perf_counter() - start)
+            result["timings"]["inverse_shared"] = config is not configs[0]
+            del model   # before the next prior's copy: at most two n_items² matrices
+            record(config, result)
+            start = time.perf_counter()
+    for config in todo:
+        if config.method != "ease":
+            record(config, run_linear(config, data_dir=data_dir))
     return len(todo)

@@ -38,6 +38,7 @@ import json
 import math
 import time
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,17 +214,35 @@ def ease(dataset: Dataset, lam: float, *, device: str | torch.device = "cpu",
     inverted through its Cholesky factor and turned into B in place: the peak memory is about two
     n_items² matrices (:func:`_spd_inverse_`; Gowalla: 40,981² fp32 = 6.7 GB each).
     """
+    return next(ease_priors(dataset, lam, [tau_plus], device=device, dtype=dtype))
+
+
+def ease_priors(dataset: Dataset, lam: float, tau_values: Iterable[float], *,
+                device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+                ) -> Iterator[EASE]:
+    """EASE at one λ for each prior τ⁺ in ``tau_values``, in order, from one inversion.
+
+    B depends on τ⁺ only through :func:`ease_weights_`, so P = (XᵀX + λI)⁻¹ is computed once and
+    each model's B is built from a copy of it (the last one in place): k priors cost one
+    inversion instead of k. Yields what ``ease(dataset, lam, tau_plus=τ)`` returns, τ by τ. Drop
+    each model before asking for the next (``del``) and the peak stays about two n_items²
+    matrices.
+    """
     lam = _check_number("lam", lam, low=0.0)
-    tau_plus = _check_tau(tau_plus)
+    taus = [_check_tau(t) for t in tau_values]
+    if not taus:
+        raise ValueError("tau_values: give at least one prior τ⁺ (0 for the biased EASE)")
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     device = resolve_device(str(device))
     p = gram_matrix(dataset, device, dtype)
     counts = p.diagonal().clone()  # X binary: diag(XᵀX) = item counts c
     p.diagonal().add_(lam)
-    p = ease_weights_(_spd_inverse_(p), counts, tau_plus)
+    _spd_inverse_(p)
     indptr, indices = _csr_tensors(dataset, device)
-    return EASE(p, indptr, indices, lam, tau_plus)
+    for i, tau in enumerate(taus):
+        weights = p if i == len(taus) - 1 else p.clone()
+        yield EASE(ease_weights_(weights, counts, tau), indptr, indices, lam, tau)
 
 
 # --------------------------------------------------------------------------------------------
@@ -543,7 +562,13 @@ def run_linear(config: LinearConfig, dataset: Dataset | None = None, data_dir: s
     model = fit_linear(config, dataset, show_progress)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    fit_s = time.perf_counter() - start
+    return linear_result(config, dataset, model, time.perf_counter() - start)
+
+
+def linear_result(config: LinearConfig, dataset: Dataset, model: EASE | IALS, fit_s: float
+                  ) -> dict[str, Any]:
+    """Evaluate a fitted ``model`` of ``config`` and return the JSON-ready record of
+    :func:`run_linear`."""
     start = time.perf_counter()
     metrics = evaluate(model, dataset)
     eval_s = time.perf_counter() - start
@@ -553,7 +578,7 @@ def run_linear(config: LinearConfig, dataset: Dataset | None = None, data_dir: s
         "dataset": repr(dataset),
         "metrics": metrics,
         "timings": {"fit_s": fit_s, "eval_s": eval_s},
-        "device": device_name(device),
+        "device": device_name(model.device),
         "history": getattr(model, "history", []),
         "provenance": provenance(),
     }

@@ -307,3 +307,40 @@ def test_run_linear_returns_metrics_and_saves(medium, tmp_path):
     assert path.name == f"{config.key()}.json"
     assert json.loads(path.read_text())["metrics"] == result["metrics"]
     assert math.isfinite(result["history"][-1]["loss"])
+
+
+def test_ease_priors_share_one_inversion_and_equal_ease(small, monkeypatch):
+    import mmlrepro.linear as linear
+
+    calls = []
+    real = linear._spd_inverse_
+    monkeypatch.setattr(linear, "_spd_inverse_", lambda a: calls.append(1) or real(a))
+    taus = [0.0, 0.05, 0.2]
+    models = list(linear.ease_priors(small, 30.0, taus, dtype=torch.float64))
+    assert len(calls) == 1 and [m.tau_plus for m in models] == taus
+    for model, tau in zip(models, taus, strict=True):
+        torch.testing.assert_close(model.weights, ease(small, 30.0, tau_plus=tau, dtype=torch.float64).weights)
+    with pytest.raises(ValueError, match="tau_values"):
+        next(linear.ease_priors(small, 30.0, []))
+
+
+def test_linear_group_fits_each_ease_lambda_once(small, tmp_path, monkeypatch):
+    import mmlrepro.linear as linear
+    from mmlrepro.experiments import linear_results, run_linear_group
+
+    grid = [LinearConfig("synthetic", "ease", lam=lam, tau_plus=tau, device="cpu")
+            for lam in (20.0, 40.0) for tau in (0.0, 0.05)]
+    grid.append(LinearConfig("synthetic", "ials", dim=4, alpha=5.0, reg=0.01, epochs=2, device="cpu"))
+    monkeypatch.setattr(linear, "linear_grid", lambda profile: grid)
+    monkeypatch.setattr(linear, "linear_dataset", lambda config, data_dir=None: small)
+    calls = []
+    real = linear._spd_inverse_
+    monkeypatch.setattr(linear, "_spd_inverse_", lambda a: calls.append(1) or real(a))
+    assert run_linear_group("paper", results_dir=tmp_path, datasets=["synthetic"], log=None) == 5
+    assert len(calls) == 2
+    runs = linear_results(tmp_path)
+    assert len(runs) == 5 and set(runs["key"]) == {c.key() for c in grid}
+    alone = run_linear(grid[1], dataset=small)["metrics"]
+    stored = runs.set_index("key").loc[grid[1].key()]
+    assert stored["recall@20"] == pytest.approx(alone["recall@20"], abs=1e-6)
+    assert run_linear_group("paper", results_dir=tmp_path, datasets=["synthetic"], log=None) == 0

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import resource
 import tempfile
 import time
 
 import torch
 from torch import nn
-from train_step import PlainMF, sync
+from train_step import PlainMF, print_peak_memory, sync
 
 from mmlrepro.experiments import paper_config
 from mmlrepro.losses import get_loss
@@ -80,9 +79,7 @@ def main() -> None:
     print(f"  mmlrepro train():   {ours:7.1f} s training + {ours_eval:.1f} s full-ranking evaluation"
           f" (recall@20 {result.best['recall@20']:.4f})")
     print(f"speed-up, training: {plain / ours:.2f}x; with our evaluation: {plain / (ours + ours_eval):.2f}x")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS: {peak_mb:.0f} MiB" + (
-        f", peak CUDA memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB" if device.type == "cuda" else ""))
+    print_peak_memory(device)
 
 
 if __name__ == "__main__":

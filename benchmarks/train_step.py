@@ -50,6 +50,12 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def print_peak_memory(device: torch.device) -> None:
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS: {peak_mb:.0f} MiB" + (
+        f", peak CUDA memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB" if device.type == "cuda" else ""))
+
+
 def time_steps(step_fn, n_steps: int, device: torch.device) -> list[float]:
     times = []
     for _ in range(n_steps):
@@ -125,9 +131,7 @@ def main() -> None:
               f"{ms * steps_per_epoch / 1e3:7.1f} s/epoch")
     ratio = results["plain PyTorch loop"] / results["mmlrepro ExactStep"]
     print(f"speed-up: {ratio:.2f}x")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS: {peak_mb:.0f} MiB" + (
-        f", peak CUDA memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB" if device.type == "cuda" else ""))
+    print_peak_memory(device)
 
 
 if __name__ == "__main__":

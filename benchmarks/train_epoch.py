@@ -25,8 +25,7 @@ import tempfile
 import time
 
 import torch
-from torch import nn
-from train_step import PlainMF, print_peak_memory, sync
+from train_step import PlainMF, print_peak_memory, sync, textbook_step
 
 from mmlrepro.experiments import paper_config
 from mmlrepro.losses import get_loss
@@ -46,13 +45,7 @@ def plain_epoch(dataset, config, device: torch.device) -> float:
     for rows in order.split(config.batch_size):
         u, p = users_all[rows], items_all[rows]
         n = torch.randint(dataset.n_items, (len(rows), config.n_negatives), device=device)
-        pos, neg = model(u, p, n)
-        loss = loss_fn(pos, neg) + 0.5 * config.reg_lambda * (
-            model.users.weight.pow(2).sum() + model.items.weight.pow(2).sum())
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        opt.step()
+        textbook_step(model, opt, loss_fn, config, u, p, n)
     sync(device)
     return time.perf_counter() - start
 

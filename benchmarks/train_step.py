@@ -45,6 +45,17 @@ class PlainMF(nn.Module):
         return (u * p).sum(-1), torch.einsum("bd,bnd->bn", u, n)
 
 
+def textbook_step(model: PlainMF, opt: torch.optim.Optimizer, loss_fn, config, users, pos, neg) -> None:
+    """SPEC §3 as written: loss + (λ/2)·Σ‖W‖² over the whole tables, clip_grad_norm_, Adam."""
+    pos_scores, neg_scores = model(users, pos, neg)
+    loss = loss_fn(pos_scores, neg_scores) + 0.5 * config.reg_lambda * (
+        model.users.weight.pow(2).sum() + model.items.weight.pow(2).sum())
+    opt.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    opt.step()
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -103,14 +114,7 @@ def main() -> None:
     opt = torch.optim.Adam(plain.parameters(), lr=config.lr)
 
     def plain_step():
-        u, p, n = batch()
-        pos, neg = plain(u, p, n)
-        loss = loss_fn(pos, neg) + 0.5 * config.reg_lambda * (
-            plain.users.weight.pow(2).sum() + plain.items.weight.pow(2).sum())
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(plain.parameters(), config.grad_clip)
-        opt.step()
+        textbook_step(plain, opt, loss_fn, config, *batch())
 
     print(f"device: {device_name(device)}, torch {torch.__version__}, dataset {args.dataset} "
           f"({dataset.n_users} users, {dataset.n_items} items), batch {config.batch_size}, "

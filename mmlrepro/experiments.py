@@ -490,6 +490,8 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
         groups.remove("linear")
         run_linear_group(profile, results_dir=results_dir, datasets=datasets, device=device,
                          data_dir=data_dir, log=log)
+    if not groups:
+        return []
     store = ResultsStore(results_dir)
     runs = plan(groups, profile, n_seeds, datasets)
     todo = [c for c in runs if c not in store]

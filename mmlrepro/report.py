@@ -196,8 +196,9 @@ def _linear_missing(runs: pd.DataFrame) -> list[str]:
 
 def _missing(profile: str, results_dir: Any) -> list[str]:
     why = {"paper": "Why: the full `paper` profile is a GPU job (DEVELOPERS.md says how to run it "
-                    "on a lent GPU); on a 2-core CPU one Gowalla MF run takes about 45 minutes "
-                    "(benchmarks/RESULTS.md), so only a few were run there.",
+                    "on a lent GPU); on a 2-core CPU one 100-epoch Gowalla MF run takes about 45 minutes "
+                    "when it has the machine to itself (benchmarks/RESULTS.md) and took 95 minutes on one "
+                    "thread beside other jobs, so only a few were run there.",
            "quick": "Why: these are CPU runs not done yet; `mmlrepro reproduce GROUP --profile quick "
                     "--seeds 3` trains what is missing."}
     lines = [f"### Runs not yet done [{profile}]\n", why.get(profile, "") + "\n"]

@@ -50,13 +50,14 @@ class _GatheredCosine(torch.autograd.Function):
         norms = torch.linalg.vector_norm(rows, dim=-1)
         denom = norms.clamp_min(NORM_EPS)
         scores = torch.bmm(rows, u.unsqueeze(-1)).squeeze(-1).div_(denom)
-        ctx.save_for_backward(u, rows, idx, norms, denom, scores)
+        ctx.save_for_backward(u, rows, idx, norms, scores)
         ctx.sparse, ctx.table_shape = sparse, table.shape
         return scores
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        u, rows, idx, norms, denom, scores = ctx.saved_tensors
+        u, rows, idx, norms, scores = ctx.saved_tensors
+        denom = norms.clamp_min(NORM_EPS)
         a = grad / denom
         c = torch.where(norms >= NORM_EPS, a * scores / denom, 0.0)
         grad_u = torch.bmm(a.unsqueeze(1), rows).squeeze(1) if ctx.needs_input_grad[0] else None

@@ -16,6 +16,7 @@ Seeds: the paper used 2019; seed k of a run is ``2018 + k`` (k = 1, 2, 3, ...).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -282,8 +283,9 @@ def _cell(table: pd.DataFrame, **where: Any) -> float:
 
 
 def _claim(text: str, numbers: str, holds: bool | None) -> dict[str, str]:
+    """One claim row; a number whose runs are missing (``nan``, ``+nan%``) shows as ``–``."""
     verdict = "missing runs" if holds is None else ("holds" if holds else "does not hold")
-    return {"claim": text, "reproduced": numbers, "verdict": verdict}
+    return {"claim": text, "reproduced": re.sub(r"[+-]?\bnan\b%?", "–", numbers), "verdict": verdict}
 
 
 def _gain(a: float, b: float) -> float:
@@ -311,7 +313,23 @@ def _compare_table2(profile: str, results_dir) -> dict[str, pd.DataFrame]:
                     claims.append(_claim(
                         f"Table 2: {model} ES={es} {d} {metric}: MML beats CCL (paper: {_gain(rep_mml, rep_ccl):+.1f}%)",
                         f"MML {mml:.4f} vs CCL {ccl:.4f} ({_gain(mml, ccl):+.1f}%)", ok))
-    return {"table": table, "claims": pd.DataFrame(claims)}
+    return {"table": table, "claims": pd.DataFrame(claims), "stops": _early_stop_epochs(runs)}
+
+
+def _early_stop_epochs(runs: pd.DataFrame) -> pd.DataFrame:
+    """ES = Y runs: the epoch each stopped after and its best epoch, beside the paper's stop epoch
+    (SPEC §8: SimpleX stopped after 33 epochs with CCL and 19 with MML; MF after 19)."""
+    columns = ["model", "loss", "dataset", "seeds", "paper_stopped_after", "stopped_after", "best_epoch"]
+    if runs.empty or not (runs["selection"] == "early_stop").any():
+        return pd.DataFrame(columns=columns)
+    paper = reported()["table2_early_stop_epochs"]
+    rows = []
+    for (model, loss, dataset), sub in runs[runs["selection"] == "early_stop"].groupby(["model", "loss", "dataset"]):
+        rows.append({"model": model, "loss": loss, "dataset": dataset, "seeds": sub["seed"].nunique(),
+                     "paper_stopped_after": paper.get(f"{model}/{loss}", paper.get(model)),
+                     "stopped_after": ", ".join(str(int(e)) for e in sub["epochs_run"]),
+                     "best_epoch": ", ".join(str(int(e)) for e in sub["best_epoch"])})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _compare_table3(profile: str, results_dir) -> dict[str, pd.DataFrame]:
@@ -479,7 +497,8 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
     """Train the planned runs the store lacks, in plan order, logging progress and ETA.
 
     Every dataset involved is loaded first, so a missing dataset fails before any training.
-    With ``max_minutes``, no run is started once the elapsed time plus the mean time of the runs
+    An early-stopped ("Y") run whose "N" twin is stored is read off the twin's history instead of
+    trained (:meth:`ResultsStore.derive_early_stop`); the plan puts the "N" runs first. With ``max_minutes``, no run is started once the elapsed time plus the mean time of the runs
     done so far would pass the budget (for lent GPUs with a per-call limit). Returns the configs
     that were trained.
     """
@@ -494,10 +513,11 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
         return []
     store = ResultsStore(results_dir)
     runs = plan(groups, profile, n_seeds, datasets)
-    todo = [c for c in runs if c not in store]
+    todo = [c for c in runs if c not in store and store.derive_early_stop(c) is None]
     if log:
         log(f"{len(runs)} runs planned for {', '.join(groups)} [{profile}], "
-            f"{len(runs) - len(todo)} already in {store.root}, {len(todo)} to run")
+            f"{len(runs) - len(todo)} already in {store.root} (early-stopped ones read off their "
+            f"stored twins included), {len(todo)} to run")
     for name in sorted({c.dataset for c in todo}):
         load_dataset(name, data_dir=data_dir)
     start = time.perf_counter()

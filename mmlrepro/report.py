@@ -141,6 +141,10 @@ def _section(title: str, group: str, profile: str, results_dir: Any, cell_cols: 
         lines.append("No runs in the store yet.\n")
     if not res["claims"].empty:
         lines.append("\nClaims:\n\n" + markdown_table(res["claims"]))
+    if not res.get("stops", pd.DataFrame()).empty:
+        lines.append("\nEarly-stopped runs: the epoch each stopped after (one per seed) and its selected "
+                     "epoch, beside the stop epoch the paper's text gives (it does not say for which "
+                     "dataset):\n\n" + markdown_table(res["stops"]))
     return lines
 
 
@@ -232,8 +236,17 @@ def render_report(results_dir: Any = None, figures_dir: str | Path = "figures",
         "All numbers are selected on the test split, as in the paper, except the `honest` rows.\n",
     ]
     if not runs.empty:
-        summary = runs.groupby(["profile", "device"]).size().reset_index(name="runs")
-        lines += ["## What the store holds\n", markdown_table(summary)]
+        runs = runs.assign(derived=runs.get("derived_from", "").fillna("").astype(bool)
+                           if "derived_from" in runs else False)
+        summary = runs.groupby(["profile", "device"]).agg(
+            runs=("key", "size"), trained=("derived", lambda d: int((~d).sum())),
+            read_off_a_twin=("derived", "sum")).reset_index()
+        lines += ["## What the store holds\n", markdown_table(summary),
+                  "`read_off_a_twin`: early-stopped (ES = Y) runs read off the history of the stored "
+                  "run that differs only in not stopping (ES = N), not trained again. Without lr "
+                  "cuts the two share seed, batches and negatives, so \"Y\" trains exactly as \"N\" "
+                  "until the stopping rule (SPEC §6: 3 epochs without an improvement > 1e-6) ends "
+                  "it (`mmlrepro.train.early_stop_from_history`, tested against training it).\n"]
     for profile in profiles:
         lines.append(f"## Profile: {profile}\n")
         lines += _section("MML Table 2: architectures × losses × early stopping", "table2", profile,

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 import mmlrepro
-from mmlrepro.train import RunConfig, RunResult, train
+from mmlrepro.train import RunConfig, RunResult, early_stop_from_history, train
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,7 +106,28 @@ class ResultsStore:
             stored = self.get(config)
             if stored is not None:
                 return stored
+            derived = self.derive_early_stop(config)
+            if derived is not None:
+                return derived
         result = train(config, **train_kwargs)
+        self.put(result)
+        return result
+
+    def derive_early_stop(self, config: RunConfig) -> RunResult | None:
+        """Store and return ``config``'s early-stopped run read off its stored ``paper`` twin.
+
+        ``None`` when ``config`` is not an ``early_stop`` run without ``lr_reduce`` or the store
+        lacks the twin. See :func:`mmlrepro.train.early_stop_from_history` for why this equals
+        training it; the provenance names the twin (``derived_from``) and keeps its provenance.
+        """
+        if config.selection != "early_stop" or config.lr_reduce:
+            return None
+        twin = self.get(config.replace(selection="paper"))
+        if twin is None:
+            return None
+        result = early_stop_from_history(twin, config)
+        result.provenance = {**provenance(), "derived_from": twin.config.key(),
+                             "twin_provenance": twin.provenance}
         self.put(result)
         return result
 
@@ -140,6 +161,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "eval_s": record["timings"]["eval_s"],
         "time_utc": record.get("provenance", {}).get("time_utc", ""),
         "git_commit": record.get("provenance", {}).get("git_commit", ""),
+        "derived_from": record.get("provenance", {}).get("derived_from", ""),
     }
     reported = test if config["selection"] == "honest" else best
     for metric in ("recall@20", "ndcg@20", "recall@50", "ndcg@50"):

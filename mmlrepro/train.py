@@ -491,6 +491,11 @@ def _improved(value: float, best: float | None, min_delta: float) -> bool:
     return best is None or value > best + min_delta
 
 
+def _best_epoch(history: list[dict[str, float]], monitor: str) -> dict[str, float]:
+    """The record with the highest ``monitor``; the earliest such epoch on ties."""
+    return max(history, key=lambda r: (r[monitor], -r["epoch"]))
+
+
 def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | None = None,
           checkpoint_dir: str | Path | None = None, resume: bool = True,
           on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> RunResult:
@@ -611,7 +616,7 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
             on_epoch_end(epoch, record)
     bar.close()
 
-    best = max(history, key=lambda r: (r[config.monitor], -r["epoch"]))
+    best = _best_epoch(history, config.monitor)
     test: dict[str, float] = {}
     if config.selection == "honest":
         model.load_state_dict(best_state)
@@ -623,3 +628,42 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
                      test=test, timings=timings, device=device_name(device),
                      stopped_early=stopped_early)
 
+
+
+def early_stop_from_history(paper: RunResult, config: RunConfig) -> RunResult:
+    """The ``early_stop`` ("Y") run of ``config``, read off the history of its ``paper`` ("N") twin.
+
+    SPEC §6: "Y" stops after ``patience`` epochs without an improvement larger than ``min_delta``;
+    without ``lr_reduce`` nothing else differs. The two runs share the seed, so they draw the same
+    initial weights, batch orders and negatives, and train identically until "Y" stops: the
+    stopping rule only decides when the loop ends. The "Y" history is therefore the prefix of the
+    "N" history that :func:`train` would have kept, cut by the same rule, and its selected epoch
+    is the best of that prefix. Timings are the prefix's. (On CUDA, whose ``index_add_`` is not
+    bit-deterministic, two trainings of one config already differ at that level.)
+    """
+    if config.selection != "early_stop":
+        raise ValueError(f"{config.label()}: selection must be 'early_stop' to read it off a paper run")
+    if config.lr_reduce:
+        raise ValueError(f"{config.label()}: lr_reduce changes the trajectory after the first "
+                         "non-improving epoch, so the run cannot be read off a run without it")
+    if paper.config.selection != "paper" or paper.config.key() != config.replace(selection="paper").key():
+        raise ValueError(f"{paper.config.label()} is not the 'paper' twin of {config.label()}: "
+                         "every field but selection must agree")
+    if len(paper.history) != paper.config.epochs:
+        raise ValueError(f"{paper.config.label()}: history has {len(paper.history)} of "
+                         f"{paper.config.epochs} epochs")
+    history: list[dict[str, float]] = []
+    best_value: float | None = None
+    bad_epochs = 0
+    for record in paper.history:  # the loop of train(), with the evaluations already done
+        if bad_epochs >= config.patience:
+            break
+        history.append(dict(record))
+        if _improved(record[config.monitor], best_value, config.min_delta):
+            best_value, bad_epochs = record[config.monitor], 0
+        else:
+            bad_epochs += 1
+    timings = {name: sum(r[name] for r in history) for name in ("train_s", "eval_s")}
+    return RunResult(config=config, history=history, best=dict(_best_epoch(history, config.monitor)),
+                     last=dict(history[-1]), test={}, timings=timings, device=paper.device,
+                     stopped_early=len(history) < len(paper.history))

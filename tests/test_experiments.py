@@ -90,6 +90,8 @@ def test_compare_table3_relative_differences_and_claims(tmp_path):
     assert claims["Table 3: gowalla recall@20: MML beats MSE"] == "holds"
     assert claims["Gowalla: MML beats CCL and BSL on Recall@20 but trails BSL on NDCG@20"] == "holds"
     assert claims["Table 3: yelp2018 recall@20: MML beats MSE"] == "missing runs"
+    shown = out["claims"].set_index("claim")["reproduced"]["Table 3: yelp2018 recall@20: MML beats MSE"]
+    assert "nan" not in shown and "–" in shown  # a missing number reads as a dash
 
 
 def test_compare_figure3_gain_claim(tmp_path):
@@ -125,3 +127,15 @@ def test_run_missing_respects_the_time_budget(data_dir, tmp_path, monkeypatch):
     assert len(done) == 1  # the first run always starts; the budget stops the second
     assert "time budget" in lines[-1]
     assert len(ex.missing_runs(["table3"], "smoke", 1, tmp_path, datasets=["gowalla"])) == 6
+
+
+def test_table2_lists_when_early_stopped_runs_stopped_beside_the_paper(tmp_path):
+    for model, loss in (("mf", "mml"), ("simplex", "ccl")):
+        fake_run(tmp_path, ex.paper_config("gowalla", model, loss, selection="early_stop", group="table2"), 0.17, 0.13)
+    fake_run(tmp_path, ex.paper_config("gowalla", "mf", "ccl", group="table2"), 0.17, 0.13)  # "N": not listed
+    stops = ex.compare("table2", "paper", tmp_path)["stops"].set_index(["model", "loss"])
+    assert len(stops) == 2
+    assert stops.loc[("mf", "mml"), "paper_stopped_after"] == 19  # the paper gives one number for MF
+    assert stops.loc[("simplex", "ccl"), "paper_stopped_after"] == 33
+    assert stops.loc[("mf", "mml"), "stopped_after"] == "3" and stops.loc[("mf", "mml"), "best_epoch"] == "3"
+    assert "Early-stopped runs" in render_report(tmp_path, tmp_path / "figures", tmp_path)

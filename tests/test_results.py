@@ -77,3 +77,22 @@ def test_failed_write_leaves_nothing(tmp_path):
     except TypeError:
         pass
     assert not path.exists() and list(path.parent.iterdir()) == []
+
+
+def test_early_stop_run_is_read_off_its_stored_paper_twin(tmp_path, monkeypatch):
+    store = ResultsStore(tmp_path)
+    paper_config = CONFIG.replace(epochs=4, patience=1, min_delta=1.0)  # no epoch improves by 1.0
+    paper = store.run(paper_config, checkpoint_dir=tmp_path / "ckpt")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although the paper twin is stored")
+
+    monkeypatch.setattr(results_mod, "train", no_training)
+    early = paper_config.replace(selection="early_stop")  # so it stops after epoch 2
+    result = store.run(early)
+    assert [r["epoch"] for r in result.history] == [1, 2] and result.stopped_early
+    assert result.history == paper.history[:2]
+    record = json.loads(store.path(early).read_text())
+    assert record["provenance"]["derived_from"] == paper.config.key()
+    assert load_results(tmp_path).set_index("key").loc[early.key(), "derived_from"] == paper.config.key()
+    assert store.derive_early_stop(CONFIG.replace(seed=99, selection="early_stop")) is None  # no twin stored

@@ -180,3 +180,33 @@ def test_clip_really_triggers_in_the_clipped_case():
     loss.backward()
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
     assert norm > 10.0
+
+
+def test_early_stop_read_off_the_paper_twin_equals_training_it(tmp_path):
+    paper = train(small_config(epochs=8, min_delta=0.02, patience=1), checkpoint_dir=tmp_path)
+    config = small_config(epochs=8, min_delta=0.02, patience=1, selection="early_stop")
+    trained = train(config, checkpoint_dir=tmp_path)
+    derived = train_mod.early_stop_from_history(paper, config)
+    assert trained.stopped_early and len(trained.history) < 8  # the rule did cut the run short
+    strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in h]  # noqa: E731
+    assert strip(derived.history) == strip(trained.history)
+    assert strip([derived.best]) == strip([trained.best])
+    assert derived.stopped_early and derived.config == config
+    assert derived.timings["train_s"] == pytest.approx(sum(r["train_s"] for r in derived.history))
+
+
+def test_early_stop_from_history_that_never_stops_keeps_every_epoch(tmp_path):
+    paper = train(small_config(epochs=3, patience=5), checkpoint_dir=tmp_path)
+    derived = train_mod.early_stop_from_history(paper, small_config(epochs=3, patience=5, selection="early_stop"))
+    assert derived.history == paper.history and derived.best == paper.best and not derived.stopped_early
+
+
+@pytest.mark.parametrize("changes, word", [
+    (dict(selection="early_stop", lr_reduce=True), "lr_reduce"),
+    (dict(selection="early_stop", seed=8), "twin"),
+    (dict(selection="honest"), "early_stop"),
+])
+def test_early_stop_from_history_refuses_what_it_cannot_derive(tmp_path, changes, word):
+    paper = train(small_config(epochs=2), checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match=word):
+        train_mod.early_stop_from_history(paper, small_config(epochs=2, **changes))

@@ -139,3 +139,6 @@ def test_table2_lists_when_early_stopped_runs_stopped_beside_the_paper(tmp_path)
     assert stops.loc[("simplex", "ccl"), "paper_stopped_after"] == 33
     assert stops.loc[("mf", "mml"), "stopped_after"] == "3" and stops.loc[("mf", "mml"), "best_epoch"] == "3"
     assert "Early-stopped runs" in render_report(tmp_path, tmp_path / "figures", tmp_path)
+    quick = tmp_path / "quick"
+    fake_run(quick, ex.paper_config("gowalla", "mf", "mml", profile="quick", selection="early_stop", group="table2"), 0.1, 0.1)
+    assert ex.compare("table2", "quick", quick)["stops"].empty  # the paper's stop epochs are for its settings only

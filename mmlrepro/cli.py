@@ -78,6 +78,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{m} {result.best[m]:.4f}" for m in ("recall@20", "ndcg@20", "recall@50", "ndcg@50")))
     if result.test:
         print("test (honest, once): " + ", ".join(f"{m} {v:.4f}" for m, v in result.test.items()))
+    print(f"{len(result.history)} epochs: {result.timings['train_s']:.1f} s training + "
+          f"{result.timings['eval_s']:.1f} s evaluation on {result.device}")
     return 0
 
 

@@ -38,7 +38,8 @@ def test_train_stores_then_reuses(tmp_path, capsys, monkeypatch):
             "--param", "neg_weight=10", "--negatives", "10", "--epochs", "2", "--lr", "0.01",
             "--device", "cpu", "--results-dir", str(tmp_path)]
     assert main(args) == 0
-    assert "trained on" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "trained on" in out and "2 epochs:" in out and "s training +" in out
     files = list((tmp_path / "runs").glob("*.json"))
     assert len(files) == 1
     record = json.loads(files[0].read_text())

@@ -292,13 +292,36 @@ def full_table_penalty(tables: list[torch.Tensor], reg_lambda: float) -> torch.T
     return 0.5 * reg_lambda * sum(t.pow(2).sum() for t in tables)
 
 
+class _WeightedRowSquares(torch.autograd.Function):
+    """½·Σ_r w_r·‖W_r‖² over a table, with its dense gradient w_r·W_r in one pass."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(table, weights)
+        return 0.5 * torch.dot(weights, table.pow(2).sum(dim=1))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        table, weights = ctx.saved_tensors
+        return table * (grad * weights)[:, None], None
+
+
 def batch_penalty(model: nn.Module, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
                   reg_lambda: float) -> torch.Tensor:
-    """BSL-repo regulariser l2·(‖u‖² + ‖i⁺‖² + ‖negs‖²)/(2B) on the batch's raw rows (SPEC §8)."""
-    u = model.rows(model.user_emb, users)
-    ip = model.rows(model.item_emb, pos)
-    ineg = model.rows(model.item_emb, neg)
-    return reg_lambda * (u.pow(2).sum() + ip.pow(2).sum() + ineg.pow(2).sum()) / (2 * users.shape[0])
+    """BSL-repo regulariser l2·(‖u‖² + ‖i⁺‖² + ‖negs‖²)/(2B) on the batch's raw rows (SPEC §8).
+
+    Computed as ½·Σ_r w_r·‖W_r‖² per table with w_r = (l2/B)·(the times row r occurs in the
+    batch), which is the same sum and the same gradient (w_r·W_r) without gathering the rows
+    again: re-gathered rows would give the tables a second and third sparse gradient per step,
+    and summing those cost more than the rest of a BSL step (tests/test_train.py checks the
+    value and the gradient against the gathered form).
+    """
+    scale = reg_lambda / users.shape[0]
+    user_weights = torch.bincount(users, minlength=model.user_emb.shape[0]).to(model.user_emb.dtype) * scale
+    item_rows = torch.cat([pos.reshape(-1), neg.reshape(-1)])
+    item_weights = torch.bincount(item_rows, minlength=model.item_emb.shape[0]).to(model.item_emb.dtype) * scale
+    return (_WeightedRowSquares.apply(model.user_emb, user_weights)
+            + _WeightedRowSquares.apply(model.item_emb, item_weights))
 
 
 def batch_loss(model: nn.Module, loss_fn: Callable, config: RunConfig, users: torch.Tensor,

@@ -210,3 +210,24 @@ def test_early_stop_from_history_refuses_what_it_cannot_derive(tmp_path, changes
     paper = train(small_config(epochs=2), checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match=word):
         train_mod.early_stop_from_history(paper, small_config(epochs=2, **changes))
+
+
+def test_batch_penalty_equals_the_gathered_rows_form_in_value_and_gradient():
+    config = small_config(loss="bsl", loss_params={"tau1": 0.11, "tau2": 1.1, "mode": "multi"},
+                          reg_form="batch", reg_lambda=1e-3)
+    dataset = synthetic(300, 400)
+    torch.manual_seed(0)
+    model = build_model(config, dataset).double()
+    users = torch.randint(300, (64,))
+    users[:8] = users[0]  # repeated users and items, as in real batches
+    pos, neg = torch.randint(400, (64,)), torch.randint(400, (64, 30))
+    neg[:, :5] = pos[:, None]
+
+    gathered = 1e-3 * (model.user_emb[users].pow(2).sum() + model.item_emb[pos].pow(2).sum()
+                       + model.item_emb[neg].pow(2).sum()) / (2 * 64)
+    expected = torch.autograd.grad(gathered, [model.user_emb, model.item_emb])
+    value = train_mod.batch_penalty(model, users, pos, neg, 1e-3)
+    grads = torch.autograd.grad(value, [model.user_emb, model.item_emb])
+    assert value.item() == pytest.approx(gathered.item(), rel=1e-12)
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-18)

@@ -200,15 +200,17 @@ def _linear_missing(runs: pd.DataFrame) -> list[str]:
 
 def _missing(profile: str, results_dir: Any) -> list[str]:
     why = {"paper": "Why: the full `paper` profile is a GPU job (DEVELOPERS.md says how to run it "
-                    "on a lent GPU); on a 2-core CPU one 100-epoch Gowalla MF run takes about 45 minutes "
-                    "when it has the machine to itself (benchmarks/RESULTS.md) and took 95 minutes on one "
-                    "thread beside other jobs, so only a few were run there.",
+                    "on a lent GPU). On the 2-core CPU a 100-epoch MF run took 90 minutes on Gowalla and "
+                    "120 on Yelp2018 (one thread each, two runs side by side), and one N = 800 epoch "
+                    "takes about 12 minutes (benchmarks/RESULTS.md), so only a few were run there. An "
+                    "early-stopped (ES = Y) Table 2 run needs no training once its ES = N twin is stored.",
            "quick": "Why: these are CPU runs not done yet; `mmlrepro reproduce GROUP --profile quick "
                     "--seeds 3` trains what is missing."}
-    lines = [f"### Runs not yet done [{profile}]\n", why.get(profile, "") + "\n"]
     store = ResultsStore(results_dir)
+    lines, left = [], 0
     for group, n_seeds in PLANNED_SEEDS.items():
         todo = [c for c in ex.configs(group, profile, n_seeds) if c not in store]
+        left += len(todo)
         total = len(ex.configs(group, profile, n_seeds))
         lines.append(f"- **{group}** ({n_seeds} seed{'s' if n_seeds > 1 else ''}): "
                      f"{total - len(todo)} of {total} done" + (":" if todo else "."))
@@ -216,7 +218,9 @@ def _missing(profile: str, results_dir: Any) -> list[str]:
             lines.append(f"  - {c.label()}")
         if len(todo) > 60:
             lines.append(f"  - … and {len(todo) - 60} more")
-    return lines + [""]
+    if not left:
+        return [f"### Runs done [{profile}]\n", "Every planned run is in the store.\n", *lines, ""]
+    return [f"### Runs not yet done [{profile}]\n", why.get(profile, "") + "\n", *lines, ""]
 
 
 def render_report(results_dir: Any = None, figures_dir: str | Path = "figures",

@@ -499,9 +499,10 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
 
     Every dataset involved is loaded first, so a missing dataset fails before any training.
     An early-stopped ("Y") run whose "N" twin is stored is read off the twin's history instead of
-    trained (:meth:`ResultsStore.derive_early_stop`); the plan puts the "N" runs first. With ``max_minutes``, no run is started once the elapsed time plus the mean time of the runs
-    done so far would pass the budget (for lent GPUs with a per-call limit). Returns the configs
-    that were trained.
+    trained (:meth:`ResultsStore.derive_early_stop`); the plan puts the "N" runs first. With
+    ``max_minutes``, no run is started once the elapsed time plus the mean time of the runs done
+    so far would pass the budget (for lent GPUs with a per-call limit). Returns the configs that
+    were trained.
     """
     from mmlrepro.data import load_dataset
 

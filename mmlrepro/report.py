@@ -240,8 +240,7 @@ def render_report(results_dir: Any = None, figures_dir: str | Path = "figures",
         "All numbers are selected on the test split, as in the paper, except the `honest` rows.\n",
     ]
     if not runs.empty:
-        runs = runs.assign(derived=runs.get("derived_from", "").fillna("").astype(bool)
-                           if "derived_from" in runs else False)
+        runs = runs.assign(derived=runs["derived_from"].fillna("").astype(bool))
         summary = runs.groupby(["profile", "device"]).agg(
             runs=("key", "size"), trained=("derived", lambda d: int((~d).sum())),
             read_off_a_twin=("derived", "sum")).reset_index()

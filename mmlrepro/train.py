@@ -652,7 +652,6 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
                      stopped_early=stopped_early)
 
 
-
 def early_stop_from_history(paper: RunResult, config: RunConfig) -> RunResult:
     """The ``early_stop`` ("Y") run of ``config``, read off the history of its ``paper`` ("N") twin.
 

@@ -313,7 +313,7 @@ def _compare_table2(profile: str, results_dir) -> dict[str, pd.DataFrame]:
                     claims.append(_claim(
                         f"Table 2: {model} ES={es} {d} {metric}: MML beats CCL (paper: {_gain(rep_mml, rep_ccl):+.1f}%)",
                         f"MML {mml:.4f} vs CCL {ccl:.4f} ({_gain(mml, ccl):+.1f}%)", ok))
-    stops = _early_stop_epochs(runs) if profile == "paper" else _early_stop_epochs(runs.iloc[0:0])
+    stops = _early_stop_epochs(runs if profile == "paper" else runs.iloc[0:0])  # paper stop epochs: paper settings only
     return {"table": table, "claims": pd.DataFrame(claims), "stops": stops}
 
 

@@ -142,3 +142,17 @@ def test_table2_lists_when_early_stopped_runs_stopped_beside_the_paper(tmp_path)
     quick = tmp_path / "quick"
     fake_run(quick, ex.paper_config("gowalla", "mf", "mml", profile="quick", selection="early_stop", group="table2"), 0.1, 0.1)
     assert ex.compare("table2", "quick", quick)["stops"].empty  # the paper's stop epochs are for its settings only
+
+
+def test_missing_section_says_done_only_when_every_planned_run_is_stored(tmp_path, monkeypatch):
+    import mmlrepro.report as report_mod
+
+    monkeypatch.setattr(report_mod, "PLANNED_SEEDS", {"honest": 1})
+    planned = ex.configs("honest", "quick", 1)
+    for config in planned[:-1]:
+        fake_run(tmp_path, config, 0.1, 0.1)
+    lines = report_mod._missing("quick", tmp_path)
+    assert lines[0].startswith("### Runs not yet done") and planned[-1].label() in "\n".join(lines)
+    fake_run(tmp_path, planned[-1], 0.1, 0.1)
+    lines = report_mod._missing("quick", tmp_path)
+    assert lines[0].startswith("### Runs done") and f"{len(planned)} of {len(planned)} done" in "\n".join(lines)

@@ -1,0 +1,47 @@
+"""benchmarks/gpu_session.sh: the one device call of a lent GPU, its plumbing tried on the CPU.
+
+A lent GPU has 15 minutes in all, so the script must work the first time: the checks, a budget
+it keeps, paper runs into the tree's store and one archive of what it wrote. Here it runs with
+``DEVICE=cpu PROFILE=smoke SKIP_BENCH=1`` in a scratch copy of the tree.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.real_data
+def test_gpu_session_script_checks_runs_and_archives_within_its_budget(data_dir, tmp_path):
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT / "mmlrepro", tree / "mmlrepro", ignore=shutil.ignore_patterns("__pycache__"))
+    (tree / "benchmarks").mkdir()
+    shutil.copy(ROOT / "benchmarks" / "gpu_session.sh", tree / "benchmarks")
+    (tree / "results" / "runs").mkdir(parents=True)
+    out = tmp_path / "out"
+    env = {**os.environ, "DEVICE": "cpu", "PROFILE": "smoke", "SKIP_BENCH": "1", "BUDGET_S": "70",
+           "RUN_GROUPS": "table3", "SEEDS": "1", "OUT": str(out), "MMLREPRO_DATA_DIR": str(data_dir),
+           "MMLREPRO_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "benchmarks/gpu_session.sh"], cwd=tree, env=env,
+                          capture_output=True, text=True, timeout=150)
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = (out / "gpu_session.txt").read_text()
+    assert "checks passed on cpu" in log
+    assert "reproduce table3 [smoke]" in log
+    stored = sorted(p.name for p in (tree / "results" / "runs").glob("*.json"))
+    assert stored, log
+    with tarfile.open(out / "results.tgz") as archive:
+        names = sorted(Path(n).name for n in archive.getnames())
+    assert names == stored  # exactly the store files this call wrote
+    assert f"{len(stored)} new store files" in log
+    seconds = int(log.rsplit("== done after ", 1)[1].split()[0])
+    assert seconds <= 70

@@ -198,12 +198,33 @@ def _linear_missing(runs: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
+def run_costs(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
+    """What the trained runs of ``profile`` cost, per device and kind of run, from their stored
+    timings: runs, mean epochs, seconds per epoch (training; evaluation) and minutes per run.
+    Runs read off a twin cost nothing and are left out."""
+    cols = ["device", "dataset", "model", "loss", "n_negatives", "runs", "epochs",
+            "train s/epoch", "eval s/epoch", "min/run"]
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    trained = runs[(runs["profile"] == profile) & ~runs["derived_from"].fillna("").astype(bool)]
+    if trained.empty:
+        return pd.DataFrame(columns=cols)
+    trained = trained.assign(epochs=trained["epochs_run"])
+    costs = trained.groupby(["device", "dataset", "model", "loss", "n_negatives"]).agg(
+        runs=("key", "size"), epochs=("epochs", "mean"), train_s=("train_s", "sum"),
+        eval_s=("eval_s", "sum"), all_epochs=("epochs", "sum")).reset_index()
+    costs["train s/epoch"] = costs["train_s"] / costs["all_epochs"]
+    costs["eval s/epoch"] = costs["eval_s"] / costs["all_epochs"]
+    costs["min/run"] = (costs["train_s"] + costs["eval_s"]) / costs["runs"] / 60
+    return costs[cols]
+
+
 def _missing(profile: str, results_dir: Any) -> list[str]:
     why = {"paper": "Why: the full `paper` profile is a GPU job (DEVELOPERS.md says how to run it "
-                    "on a lent GPU). On the 2-core CPU a 100-epoch MF run took 90 minutes on Gowalla and "
-                    "120 on Yelp2018 (one thread each, two runs side by side), and one N = 800 epoch "
-                    "takes about 12 minutes (benchmarks/RESULTS.md), so only a few were run there. An "
-                    "early-stopped (ES = Y) Table 2 run needs no training once its ES = N twin is stored.",
+                    "on a lent GPU); on the 2-core CPU only a few of its runs fit a session. What "
+                    "the trained paper runs cost, from their stored timings (one N = 800 epoch "
+                    "takes about 12 minutes on this CPU, benchmarks/RESULTS.md). An early-stopped "
+                    "(ES = Y) Table 2 run needs no training once its ES = N twin is stored.",
            "quick": "Why: these are CPU runs not done yet; `mmlrepro reproduce GROUP --profile quick "
                     "--seeds 3` trains what is missing."}
     store = ResultsStore(results_dir)
@@ -220,7 +241,10 @@ def _missing(profile: str, results_dir: Any) -> list[str]:
             lines.append(f"  - … and {len(todo) - 60} more")
     if not left:
         return [f"### Runs done [{profile}]\n", "Every planned run is in the store.\n", *lines, ""]
-    return [f"### Runs not yet done [{profile}]\n", why.get(profile, "") + "\n", *lines, ""]
+    head = [f"### Runs not yet done [{profile}]\n", why.get(profile, "") + "\n"]
+    if profile == "paper":
+        head.append(markdown_table(run_costs(load_results(results_dir), profile), ".1f"))
+    return [*head, *lines, ""]
 
 
 def render_report(results_dir: Any = None, figures_dir: str | Path = "figures",

@@ -12,12 +12,14 @@ from mmlrepro.results import atomic_write_json
 from mmlrepro.train import RunConfig
 
 
-def fake_run(root, config: RunConfig, recall: float, ndcg: float, device: str = "fake-gpu", test=None) -> None:
+def fake_run(root, config: RunConfig, recall: float, ndcg: float, device: str = "fake-gpu", test=None,
+             derived_from: str = "") -> None:
     metrics = {"recall@20": recall, "ndcg@20": ndcg, "recall@50": recall * 2, "ndcg@50": ndcg * 2}
     best = {"epoch": 3, "loss": 0.5, **metrics}
     atomic_write_json({"key": config.key(), "config": config.to_dict(), "history": [best], "best": best,
                        "last": best, "test": test or {}, "timings": {"train_s": 1.0, "eval_s": 0.5},
-                       "device": device, "provenance": {"time_utc": "2026-11-23T00:00:00+00:00"}},
+                       "device": device, "provenance": {"time_utc": "2026-11-23T00:00:00+00:00",
+                                                         **({"derived_from": derived_from} if derived_from else {})}},
                       root / "runs" / f"{config.key()}.json")
 
 
@@ -156,3 +158,24 @@ def test_missing_section_says_done_only_when_every_planned_run_is_stored(tmp_pat
     fake_run(tmp_path, planned[-1], 0.1, 0.1)
     lines = report_mod._missing("quick", tmp_path)
     assert lines[0].startswith("### Runs done") and f"{len(planned)} of {len(planned)} done" in "\n".join(lines)
+
+
+def test_run_costs_come_from_the_stored_timings_of_trained_runs(tmp_path):
+    from mmlrepro.report import render_report, run_costs
+    from mmlrepro.results import load_results
+
+    for seed in (2019, 2020):
+        fake_run(tmp_path, ex.paper_config("gowalla", "mf", "ccl", seed=seed, group="table2"), 0.1, 0.1)
+    twin = ex.paper_config("gowalla", "mf", "ccl", seed=2019, group="table2")
+    fake_run(tmp_path, twin.replace(selection="early_stop"), 0.1, 0.1, derived_from=twin.key())
+    runs = load_results(tmp_path)
+    assert len(runs) == 3  # two trained, one read off its twin
+    costs = run_costs(runs, "paper")
+    assert len(costs) == 1
+    row = costs.iloc[0]
+    # fake_run: one epoch of history (best = last = epoch 3), 1.0 s training + 0.5 s evaluation
+    assert row["runs"] == 2 and row["epochs"] == 3
+    assert row["train s/epoch"] == pytest.approx(1.0 / 3) and row["eval s/epoch"] == pytest.approx(0.5 / 3)
+    assert row["min/run"] == pytest.approx(1.5 / 60)
+    assert run_costs(runs, "quick").empty
+    assert "min/run" in render_report(tmp_path, tmp_path / "figures", tmp_path)

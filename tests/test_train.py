@@ -63,10 +63,11 @@ def test_resume_after_kill_gives_identical_metrics(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(config, checkpoint_dir=tmp_path / "killed", on_epoch_end=kill)
+        train(config, checkpoint_dir=tmp_path / "killed", checkpoint_every_s=0, on_epoch_end=kill)
     assert (tmp_path / "killed" / f"{config.key()}.pt").exists()
     seen = []
-    resumed = train(config, checkpoint_dir=tmp_path / "killed", on_epoch_end=lambda e, r: seen.append(e))
+    resumed = train(config, checkpoint_dir=tmp_path / "killed", checkpoint_every_s=0,
+                    on_epoch_end=lambda e, r: seen.append(e))
     assert seen == [3, 4]  # only the missing epochs ran
     strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in h]  # noqa: E731
     assert strip(resumed.history) == strip(full.history)
@@ -87,10 +88,31 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path, monke
     steps_per_epoch = -(-len(synthetic(300, 400).train_items()) // 1024)
     monkeypatch.setattr(train_mod, "get_loss", poisoned)
     with pytest.raises(NonFiniteLossError) as err:
-        train(config, checkpoint_dir=tmp_path)
+        train(config, checkpoint_dir=tmp_path, checkpoint_every_s=0)
     epoch, step = divmod(5 - 1, steps_per_epoch)
     assert f"epoch {epoch + 1}, step {step + 1}" in str(err.value)
     assert (tmp_path / f"{config.key()}.pt").exists() == (epoch >= 1)
+    assert (f"the last checkpoint (epoch {epoch})" if epoch >= 1 else "no checkpoint was written") in str(err.value)
+
+
+def test_checkpoints_are_written_at_most_every_checkpoint_every_s(tmp_path):
+    def saved_epochs(every_s: float) -> list[int]:
+        """After each epoch, the epoch the checkpoint on disk holds (0: none)."""
+        path = tmp_path / str(every_s)
+        seen = []
+
+        def look(epoch, record):
+            files = list(path.glob("*.pt"))
+            seen.append(len(torch.load(files[0], weights_only=False)["history"]) if files else 0)
+
+        train(small_config(epochs=4), checkpoint_dir=path, checkpoint_every_s=every_s, on_epoch_end=look)
+        assert not any(path.glob("*.pt"))  # deleted when the run completes
+        return seen
+
+    assert saved_epochs(0) == [1, 2, 3, 3]  # none after the last epoch: the run is done
+    assert saved_epochs(3600) == [0, 0, 0, 0]  # a short run writes none
+    with pytest.raises(ValueError, match="checkpoint_every_s"):
+        train(small_config(), checkpoint_dir=tmp_path, checkpoint_every_s=-1)
 
 
 def test_early_stopping_stops_at_the_right_epoch(tmp_path, monkeypatch):

@@ -221,10 +221,11 @@ def run_costs(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
 
 def _missing(profile: str, results_dir: Any) -> list[str]:
     why = {"paper": "Why: the full `paper` profile is a GPU job (DEVELOPERS.md says how to run it "
-                    "on a lent GPU); on the 2-core CPU only a few of its runs fit a session. What "
-                    "the trained paper runs cost, from their stored timings (one N = 800 epoch "
-                    "takes about 12 minutes on this CPU, benchmarks/RESULTS.md). An early-stopped "
-                    "(ES = Y) Table 2 run needs no training once its ES = N twin is stored.",
+                    "on a lent GPU); on the 2-core CPU only a few of its runs fit a session. The "
+                    "table is what the trained paper runs cost, from their stored timings; one "
+                    "N = 800 epoch takes about 12 minutes on this CPU (benchmarks/RESULTS.md). An "
+                    "early-stopped (ES = Y) Table 2 run needs no training once its ES = N twin is "
+                    "stored.",
            "quick": "Why: these are CPU runs not done yet; `mmlrepro reproduce GROUP --profile quick "
                     "--seeds 3` trains what is missing."}
     store = ResultsStore(results_dir)

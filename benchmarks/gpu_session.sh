@@ -11,8 +11,8 @@
 #      budget is spent (`reproduce --max-minutes`, then a hard `timeout`); a run cut by the
 #      timeout is lost, the finished ones are kept (the store writes each run atomically);
 #   4. one archive, $OUT/results.tgz, of the store files written by this call, and the log,
-#      $OUT/gpu_session.txt (and the scratch store of step 2 as $OUT/whole_run_store.tgz). Unpack here with `tar xzf results.tgz` at the project root, then
-#      `mmlrepro report`.
+#      $OUT/gpu_session.txt (and the scratch store of step 2 as $OUT/whole_run_store.tgz).
+#      Unpack here with `tar xzf results.tgz` at the project root, then `mmlrepro report`.
 #
 #   bash benchmarks/gpu_session.sh       (data copied to .carry/data and carried: DEVELOPERS.md)
 #

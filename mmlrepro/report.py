@@ -219,7 +219,7 @@ def run_costs(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
     return costs[cols]
 
 
-def _missing(profile: str, results_dir: Any) -> list[str]:
+def _missing(profile: str, results_dir: Any, runs: pd.DataFrame | None = None) -> list[str]:
     why = {"paper": "Why: the full `paper` profile is a GPU job (DEVELOPERS.md says how to run it "
                     "on a lent GPU); on the 2-core CPU only a few of its runs fit a session. The "
                     "table is what the trained paper runs cost, from their stored timings; one "
@@ -244,7 +244,8 @@ def _missing(profile: str, results_dir: Any) -> list[str]:
         return [f"### Runs done [{profile}]\n", "Every planned run is in the store.\n", *lines, ""]
     head = [f"### Runs not yet done [{profile}]\n", why.get(profile, "") + "\n"]
     if profile == "paper":
-        head.append(markdown_table(run_costs(load_results(results_dir), profile), ".1f"))
+        runs = load_results(results_dir) if runs is None else runs
+        head.append(markdown_table(run_costs(runs, profile), ".1f"))
     return [*head, *lines, ""]
 
 
@@ -284,7 +285,7 @@ def render_report(results_dir: Any = None, figures_dir: str | Path = "figures",
         lines += _section("Matched-weight CCL control (SPEC §8)", "ccl_matched", profile, results_dir, None)
         lines += _section("Test-selected vs honestly-validated", "honest", profile, results_dir, None)
         lines += _section("Li, Jin, Ren 2023: InfoNCE+, MINE+, debiased losses", "li2023", profile, results_dir, None)
-        lines += _missing(profile, results_dir)
+        lines += _missing(profile, results_dir, runs)
     lines += _linear_section(results_dir)
     return "\n".join(lines)
 

@@ -550,6 +550,8 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
     most 30 s of work on a kill. ``on_epoch_end(epoch, record)`` is called after any checkpoint
     of that epoch is written (tests use it to simulate a kill).
     """
+    if checkpoint_every_s < 0:
+        raise ValueError(f"checkpoint_every_s must be >= 0, got {checkpoint_every_s}")
     device = resolve_device(config.device)
     if dataset is None:
         dataset = load_run_dataset(config, data_dir)
@@ -577,8 +579,6 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
     lr = config.lr
     timings = {"train_s": 0.0, "eval_s": 0.0}
     start_epoch = 1
-    if checkpoint_every_s < 0:
-        raise ValueError(f"checkpoint_every_s must be >= 0, got {checkpoint_every_s}")
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])

@@ -111,8 +111,16 @@ def test_checkpoints_are_written_at_most_every_checkpoint_every_s(tmp_path):
 
     assert saved_epochs(0) == [1, 2, 3, 3]  # none after the last epoch: the run is done
     assert saved_epochs(3600) == [0, 0, 0, 0]  # a short run writes none
+
+
+def test_negative_checkpoint_interval_is_refused_before_any_data_is_loaded(tmp_path, monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the data was loaded before checkpoint_every_s was checked")
+
+    monkeypatch.setattr("mmlrepro.train.load_run_dataset", no_loading)
     with pytest.raises(ValueError, match="checkpoint_every_s"):
         train(small_config(), checkpoint_dir=tmp_path, checkpoint_every_s=-1)
+    assert not any(tmp_path.iterdir())  # nothing half-written
 
 
 def test_early_stopping_stops_at_the_right_epoch(tmp_path, monkeypatch):

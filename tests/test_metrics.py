@@ -7,12 +7,28 @@ import pytest
 import torch
 
 from mmlrepro.data import synthetic
-from mmlrepro.metrics import EvalIndex, _topk_indices, as_csr, evaluate, topk_metrics
+from mmlrepro.metrics import (
+    EvalIndex,
+    PerUser,
+    _topk_indices,
+    as_csr,
+    evaluate,
+    load_per_user,
+    save_per_user,
+    topk_metrics,
+)
 from mmlrepro.models import MF, SimpleX
 
 
 def brute_force(scores: np.ndarray, train: list, test: list, ks) -> dict:
     """Full argsort per user in a plain loop (reference only)."""
+    rows = brute_force_rows(scores, train, test, ks)
+    names = [f"{m}@{k}" for k in ks for m in ("recall", "ndcg")]
+    return dict(zip(names, np.mean(rows, axis=0), strict=True))
+
+
+def brute_force_rows(scores: np.ndarray, train: list, test: list, ks) -> np.ndarray:
+    """``[users with a test item, 2 * len(ks)]``: each user's recall@k, ndcg@k (plain loop)."""
     rows = []
     for u in range(scores.shape[0]):
         t = set(test[u].tolist())
@@ -28,8 +44,7 @@ def brute_force(scores: np.ndarray, train: list, test: list, ks) -> dict:
             idcg = sum(1 / math.log2(r + 2) for r in range(min(k, len(t))))
             row += [len(hits) / len(t), dcg / idcg]
         rows.append(row)
-    names = [f"{m}@{k}" for k in ks for m in ("recall", "ndcg")]
-    return dict(zip(names, np.mean(rows, axis=0), strict=True))
+    return np.array(rows)
 
 
 def random_split(n_users: int, n_items: int, seed: int):
@@ -170,3 +185,98 @@ def test_evaluate_user_subset(data):
     tr = [data.train_indices[data.train_indptr[u]:data.train_indptr[u + 1]] for u in users]
     te = [data.test_indices[data.test_indptr[u]:data.test_indptr[u + 1]] for u in users]
     assert_close(evaluate(model, data, users=users), topk_metrics(scores, tr, te), tol=1e-6)
+
+
+# --- per-user values (issue 16) ---------------------------------------------------------------
+
+def test_per_user_matches_brute_force_and_means():
+    n_users, n_items = 45, 7000
+    train, test = random_split(n_users, n_items, seed=5)          # every 5th user: no test item
+    scores = torch.from_numpy(np.random.default_rng(2).standard_normal((n_users, n_items)))
+    out, pu = topk_metrics(scores, train, test, chunk_size=8, per_user=True)
+    assert out == topk_metrics(scores, train, test, chunk_size=8)     # same averages, bit for bit
+    np.testing.assert_array_equal(pu.users, [u for u in range(n_users) if len(test[u])])
+    assert pu.users.dtype == np.int64 and len(pu) == 36
+    ref = brute_force_rows(scores.numpy(), train, test, (20, 50))
+    assert list(pu.values) == ["recall@20", "ndcg@20", "recall@50", "ndcg@50"]
+    for j, name in enumerate(pu.values):
+        v = pu.values[name]
+        assert v.dtype == np.float32 and v.shape == (36,)
+        np.testing.assert_allclose(v, ref[:, j], atol=1e-6)
+        assert float(v.mean()) == pytest.approx(out[name], rel=1e-6)
+    assert (pu.values["recall@20"] > 0).any() and (pu.values["recall@20"] == 0).any()
+
+
+def test_evaluate_per_user(data):
+    torch.manual_seed(0)
+    model = MF(data.n_users, data.n_items, dim=16, init_std=1.0)
+    plain = evaluate(model, data, chunk_size=37)
+    assert isinstance(plain, dict) and all(type(v) is float for v in plain.values())
+    out, pu = evaluate(model, data, chunk_size=37, per_user=True)
+    assert out == plain
+    assert isinstance(pu, PerUser)
+    np.testing.assert_array_equal(pu.users, np.flatnonzero(np.diff(data.test_indptr) > 0))
+    for name, v in pu.values.items():
+        assert len(v) == len(pu.users)
+        assert float(v.mean()) == pytest.approx(out[name], rel=1e-6)
+    with torch.no_grad():                                         # against the full matrix
+        scores = model.score_users(torch.arange(data.n_users))
+    ref = brute_force_rows(scores.numpy(), [data.train_indices[data.train_indptr[u]:
+                                                                data.train_indptr[u + 1]]
+                                            for u in range(data.n_users)],
+                           [data.test_indices[data.test_indptr[u]:data.test_indptr[u + 1]]
+                            for u in range(data.n_users)], (20, 50))
+    np.testing.assert_allclose(np.stack(list(pu.values.values()), 1), ref, atol=1e-5)
+    users = np.arange(data.n_users - 1, -1, -4)                   # a subset, in its own order
+    sub, pu_sub = evaluate(model, data, users=users, per_user=True)
+    np.testing.assert_array_equal(pu_sub.users, users[np.diff(data.test_indptr)[users] > 0])
+    pos = np.searchsorted(pu.users, pu_sub.users)
+    np.testing.assert_allclose(pu_sub.values["ndcg@20"], pu.values["ndcg@20"][pos], atol=1e-6)
+
+    class Table:                                               # the score_users path as well
+        def score_users(self, u):
+            return scores[u]
+
+    out_t, pu_t = evaluate(Table(), data, chunk_size=64, per_user=True)
+    assert float(pu_t.values["recall@50"].mean()) == pytest.approx(out_t["recall@50"], rel=1e-6)
+
+
+def realistic_per_user(n: int, seed: int = 0) -> PerUser:
+    """Per-user metrics shaped like a real run: ~60 % zeros at K = 20, recall@20 ≈ 0.15,
+    values h/|T| and DCG/IDCG computed from a simulated hit matrix, ~4 % of ids skipped."""
+    rng = np.random.default_rng(seed)
+    quality = rng.beta(0.4, 3.0, n)
+    hits = rng.random((n, 50)) < quality[:, None] / np.sqrt(np.arange(50) + 1.0)
+    n_test = np.maximum(hits.sum(1), rng.geometric(0.12, n))
+    disc = 1 / np.log2(np.arange(50) + 2.0)
+    idcg = np.cumsum(disc)
+    values = {}
+    for k in (20, 50):
+        values[f"recall@{k}"] = (hits[:, :k].sum(1) / n_test).astype(np.float32)
+        values[f"ndcg@{k}"] = ((hits[:, :k] * disc[:k]).sum(1)
+                               / idcg[np.minimum(n_test, k) - 1]).astype(np.float32)
+    users = np.flatnonzero(rng.random(2 * n) < 0.96)[:n].astype(np.int64)
+    return PerUser(users, values)
+
+
+def test_save_load_per_user_roundtrip_and_size(tmp_path):
+    pu = realistic_per_user(30_000)
+    assert 0.5 < (pu.values["recall@20"] == 0).mean() < 0.7       # "most zeros"
+    path = tmp_path / "run.per_user.npz"
+    save_per_user(pu, path)
+    size = path.stat().st_size
+    assert size <= 150_000, size                                  # measured: about 97 KB
+    back = load_per_user(path)
+    np.testing.assert_array_equal(back.users, pu.users)
+    assert back.users.dtype == np.int64 and list(back.values) == list(pu.values)
+    for name, v in pu.values.items():
+        assert back.values[name].dtype == np.float32
+        np.testing.assert_allclose(back.values[name], v, atol=1 / 131070 + 1e-7, rtol=0)
+        assert float(back.values[name].mean()) == pytest.approx(float(v.mean()), abs=1e-5)
+    odd = PerUser(np.array([7, 3, 3_000_000], np.int64), {"ndcg@20": np.array([0, .5, 1], "f4")})
+    save_per_user(odd, tmp_path / "odd")                          # any order, exact file name
+    back = load_per_user(tmp_path / "odd")
+    np.testing.assert_array_equal(back.users, odd.users)
+    np.testing.assert_allclose(back.values["ndcg@20"], odd.values["ndcg@20"], atol=1e-5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        save_per_user(PerUser(np.arange(2), {"x": np.array([0.5, np.nan])}), tmp_path / "nan")

@@ -81,6 +81,47 @@ def test_real_data_from_env(data_dir, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # nothing cached when the data dir has the files
 
 
+@pytest.mark.real_data
+def test_known_fingerprints_of_the_shared_files(data_dir, tmp_path):
+    for name in data.NAMES:
+        ds = load_dataset(name, data_dir=data_dir, cache_dir=tmp_path, download=False)
+        assert ds.fingerprint == data.KNOWN_FINGERPRINTS[name]
+    assert data.dataset_fingerprint("gowalla", data_dir=data_dir) == data.KNOWN_FINGERPRINTS["gowalla"]
+
+
+# ---------------------------------------------------------------------------------------------
+# fingerprint
+
+
+def test_fingerprint_is_content_only_and_sensitive(tmp_path):
+    ds = tiny()
+    fp = ds.fingerprint
+    assert len(fp) == 16 and int(fp, 16) >= 0
+    assert ds.fingerprint is fp  # cached on the frozen dataclass
+    fields = [ds.train_indptr, ds.train_indices, ds.test_indptr, ds.test_indices]
+    assert Dataset("other name", 4, 6, *[f.copy() for f in fields]).fingerprint == fp
+    assert Dataset("tiny", 4, 6, *[f.astype(np.int32) for f in fields]).fingerprint == fp
+    # the same content from files in two folders, under two names
+    train, test = "0 0 1 2\n1 3 4\n2 5\n", "0 4 5\n2 0\n3 1\n"
+    a = load_dataset(write_pair(tmp_path / "a", train, test))
+    b = load_dataset(write_pair(tmp_path / "b" / "c", train.replace("\n", "\r\n"), test))
+    assert a.name != b.name and a.fingerprint == b.fingerprint == fp
+    assert data.dataset_fingerprint(tmp_path / "a") == fp
+    changed = [
+        Dataset("t", 4, 6, fields[0], np.array([0, 1, 2, 3, 4, 4]), *fields[2:]),  # an item
+        Dataset("t", 4, 6, fields[0], np.array([1, 0, 2, 3, 4, 5]), *fields[2:]),  # the order
+        Dataset("t", 4, 6, np.array([0, 2, 5, 6, 6]), *fields[1:]),  # an item moved to a user
+        Dataset("t", 4, 6, *fields[:3], np.array([4, 5, 0, 2])),  # a test item
+        Dataset("t", 4, 7, *fields),  # one more (unused) item
+        Dataset("t", 5, 6, *(np.append(f, f[-1]) if i % 2 == 0 else f
+                             for i, f in enumerate(fields))),  # one more (empty) user
+    ]
+    prints = {d.fingerprint for d in changed}
+    assert len(prints) == len(changed) and fp not in prints
+    assert synthetic(100, 200, seed=5).fingerprint == synthetic(100, 200, seed=5).fingerprint
+    assert synthetic(100, 200, seed=5).fingerprint != synthetic(100, 200, seed=6).fingerprint
+
+
 # ---------------------------------------------------------------------------------------------
 # parsing
 
@@ -142,8 +183,8 @@ def test_bad_input_names_file_and_line(tmp_path, train, test, bad_file, line, wo
     with pytest.raises(DataError) as info:
         load_dataset(folder)
     message = str(info.value)
-    assert str(folder / bad_file) in message
-    assert f"line {line}:" in message
+    assert "\n" not in message
+    assert message.startswith(f"{folder / bad_file}, line {line}: ")
     assert words in message
 
 

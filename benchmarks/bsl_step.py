@@ -22,9 +22,11 @@ import torch
 import torch.nn.functional as F
 from train_step import time_steps
 
-from mmlrepro.experiments import paper_config
+from mmlrepro.catalogue import paper_config
+from mmlrepro.devices import device_name
 from mmlrepro.losses import get_loss
-from mmlrepro.train import ExactStep, batch_penalty, build_model, device_name, load_run_dataset
+from mmlrepro.step import ExactStep, batch_penalty
+from mmlrepro.train import build_model, load_run_dataset
 
 
 def gathered_penalty(model, users, pos, neg, l2: float) -> torch.Tensor:

@@ -24,6 +24,9 @@ set -u
 export PYTHONPATH=. TQDM_DISABLE=1 PYTHONUNBUFFERED=1
 export MMLREPRO_DATA_DIR="${MMLREPRO_DATA_DIR:-.carry/data}"
 export MMLREPRO_CHECKPOINT_DIR="${MMLREPRO_CHECKPOINT_DIR:-checkpoints}"
+# The lent machine's copy of the tree has no .git: the caller passes the commit
+# (`MMLREPRO_COMMIT=$(git rev-parse HEAD) bash benchmarks/gpu_session.sh`), and records carry it.
+export MMLREPRO_COMMIT="${MMLREPRO_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
 budget="${BUDGET_S:-540}"
 device="${DEVICE:-cuda}"
 profile="${PROFILE:-paper}"
@@ -31,6 +34,7 @@ groups="${RUN_GROUPS:-table3 table2 figure3 ccl_matched honest li2023}"
 seeds="${SEEDS:-3}"
 out="${OUT:-out}"
 mkdir -p "$out" results/runs
+echo "commit: $MMLREPRO_COMMIT"
 scratch="$(mktemp -d)"
 marker="$scratch/started"
 touch "$marker"

@@ -28,9 +28,10 @@ import time
 import numpy as np
 import torch
 
-from mmlrepro.experiments import paper_config
+from mmlrepro.catalogue import paper_config
 from mmlrepro.losses import get_loss
-from mmlrepro.train import ExactStep, batch_loss, build_model, load_run_dataset
+from mmlrepro.step import ExactStep, batch_loss
+from mmlrepro.train import build_model, load_run_dataset
 
 
 def _peak_rss_mib() -> float:

@@ -27,9 +27,10 @@ import time
 import torch
 from train_step import PlainMF, print_peak_memory, sync, textbook_step
 
-from mmlrepro.experiments import paper_config
+from mmlrepro.catalogue import paper_config
+from mmlrepro.devices import device_name
 from mmlrepro.losses import get_loss
-from mmlrepro.train import device_name, load_run_dataset, train
+from mmlrepro.train import load_run_dataset, train
 
 
 def plain_epoch(dataset, config, device: torch.device) -> float:

@@ -23,9 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmlrepro.experiments import paper_config
+from mmlrepro.catalogue import paper_config
+from mmlrepro.devices import device_name
 from mmlrepro.losses import get_loss
-from mmlrepro.train import ExactStep, batch_loss, build_model, device_name, load_run_dataset
+from mmlrepro.step import ExactStep, batch_loss
+from mmlrepro.train import build_model, load_run_dataset
 
 
 class PlainMF(nn.Module):

@@ -12,12 +12,79 @@ only torch, numpy, pandas and tqdm) confirm, before any paper run, that on *its*
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Mapping
+from typing import Any
 
+import torch
+from torch import nn
+
+from mmlrepro.config import RunConfig
 from mmlrepro.data import synthetic
+from mmlrepro.devices import resolve_device
+from mmlrepro.losses import get_loss
 from mmlrepro.metrics import evaluate
 from mmlrepro.models import MF
-from mmlrepro.train import compare_steps
+from mmlrepro.step import ExactStep, batch_loss, full_table_penalty
+from mmlrepro.train import build_model
+
+
+def reference_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+                   reg_lambda: float, grad_clip: float | None) -> None:
+    """The plain PyTorch formulation of SPEC §3, for tests and benchmarks.
+
+    loss + (λ/2)·Σ‖W‖² over the whole tables, backward, ``clip_grad_norm_``, ``optimizer.step()``.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    if reg_lambda > 0:
+        loss = loss + full_table_penalty(model.embedding_tables(), reg_lambda)
+    loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+
+
+def compare_steps(model_kind: str = "mf", loss: str = "mml", loss_params: Mapping[str, Any] | None = None,
+                  reg_lambda: float = 1e-2, grad_clip: float | None = 10.0, steps: int = 4,
+                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float64,
+                  ) -> tuple[nn.Module, nn.Module, list[tuple[float, float]]]:
+    """Run :class:`ExactStep` and :func:`reference_step` side by side from one state.
+
+    Same synthetic data (120 users, 150 items), same batches (32 rows, 10 negatives), dropout
+    off; the reference model scores through the textbook ``F.normalize`` + ``bmm`` path with
+    dense gradients and ``torch.optim.Adam``. Returns ``(fast_model, reference_model,
+    [(fast_loss, reference_loss) per step])`` for the caller to compare (tests, ``mmlrepro
+    check``)."""
+    device = torch.device(device)
+    dataset = synthetic(120, 150, seed=3)
+    hp = dict(loss_params) if loss_params is not None else {
+        "margins": [0.1, 0.5], "weights": [0.3, 0.7], "pos_weight": 1.0, "neg_weight": 50.0}
+    model_params = ({"aggregator": "attention", "gate": 0.8, "separate_history_table": True}
+                    if model_kind == "simplex" else {})
+    config = RunConfig(dataset="synthetic", model=model_kind, loss=loss, loss_params=hp,
+                       reg_lambda=reg_lambda, model_params=model_params, grad_clip=grad_clip,
+                       dropout=0.0, device=str(device))
+    torch.manual_seed(0)
+    fast = build_model(config, dataset).to(device, dtype)
+    ref = build_model(config, dataset).to(device, dtype)
+    ref.load_state_dict(fast.state_dict())
+    ref.fused_scores = False
+    step = ExactStep(fast, 1e-3, reg_lambda, grad_clip, device)
+    opt = torch.optim.Adam(ref.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    loss_fn = get_loss(loss, **hp)
+    gen = torch.Generator().manual_seed(1)
+    losses = []
+    for _ in range(steps):
+        users = torch.randint(0, dataset.n_users, (32,), generator=gen).to(device)
+        pos = torch.randint(0, dataset.n_items, (32,), generator=gen).to(device)
+        neg = torch.randint(0, dataset.n_items, (32, 10), generator=gen).to(device)
+        loss_fast = batch_loss(fast, loss_fn, config, users, pos, neg)
+        loss_ref = batch_loss(ref, loss_fn, config, users, pos, neg)
+        losses.append((loss_fast.item(), loss_ref.item()))
+        step(loss_fast)
+        reference_step(ref, opt, loss_ref, reg_lambda, grad_clip)
+    return fast, ref, losses
+
+
 
 STEP_SETTINGS = ((1e-2, 10.0), (1e-4, 1e-3), (0.0, None))   # (λ, clip); 1e-3 makes the clip act
 LOSS_RTOL, PARAM_RTOL, PARAM_ATOL, METRIC_ATOL = 1e-6, 1e-5, 1e-9, 1e-6
@@ -54,7 +121,5 @@ def evaluation_check(device: str | torch.device) -> dict:
 
 def device_checks(device: str | torch.device) -> list[dict]:
     """Every check on ``device`` (``"cpu"``, ``"cuda"``, ...)."""
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' asked for, but torch.cuda.is_available() is False")
+    device = resolve_device(str(device))
     return [*step_checks(device), evaluation_check(device)]

@@ -55,31 +55,43 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mmlrepro.experiments import paper_config
-    from mmlrepro.results import ResultsStore
-    from mmlrepro.train import RunConfig
+    from mmlrepro.catalogue import DATASETS, paper_config
+    from mmlrepro.config import RunConfig
+    from mmlrepro.runner import run
 
     overrides = {k: v for k, v in {
         "n_negatives": args.negatives, "batch_size": args.batch_size, "lr": args.lr,
         "epochs": args.epochs, "seed": args.seed, "selection": args.selection,
-        "user_subsample": args.user_subsample, "device": args.device}.items() if v is not None}
-    params = _parse_params(args.param) if args.param else None
-    if args.dataset in ("gowalla", "yelp2018"):
-        config = paper_config(args.dataset, args.model, args.loss, profile=args.profile,
+        "user_subsample": args.user_subsample, "device": args.device,
+        "lr_reduce": args.lr_reduce or None, "exclude_positives": args.exclude_positives or None}.items()
+        if v is not None}
+    params = _parse_params(args.param) if args.param else {}
+    if args.dataset in DATASETS:
+        config = paper_config(args.dataset, args.model, args.loss, profile=args.profile or "paper",
                               params=params, **overrides)
     else:
+        if args.profile is not None:
+            raise ValueError(f"--profile applies to {' and '.join(DATASETS)} only, not to {args.dataset!r}")
         config = RunConfig(dataset=args.dataset, model=args.model, loss=args.loss,
-                           loss_params=params or {}, **overrides)
-    store = ResultsStore(args.results_dir)
-    result = store.run(config, force=args.force, data_dir=args.data_dir)
+                           loss_params=params, **overrides)
+    result = run(config, results_dir=args.results_dir, data_dir=args.data_dir, force=args.force)
     source = "from the store" if result.from_store else f"trained on {result.device}"
-    print(f"{config.label()} ({source}), key {config.key()}")
+    print(f"{config.label()} ({source}), key {result.key}")
     print(f"best epoch {result.best['epoch']}: " + ", ".join(
         f"{m} {result.best[m]:.4f}" for m in ("recall@20", "ndcg@20", "recall@50", "ndcg@50")))
     if result.test:
         print("test (honest, once): " + ", ".join(f"{m} {v:.4f}" for m, v in result.test.items()))
     print(f"{len(result.history)} epochs: {result.timings['train_s']:.1f} s training + "
           f"{result.timings['eval_s']:.1f} s evaluation on {result.device}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from mmlrepro.migrate import migrate_store
+
+    report = migrate_store(args.results_dir, dry_run=args.dry_run)
+    for line in report.lines():
+        print(("(dry run) " if args.dry_run else "") + line)
     return 0
 
 
@@ -93,7 +105,8 @@ def default_profile() -> tuple[str, str]:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from mmlrepro.experiments import compare, run_missing
+    from mmlrepro.comparison import compare
+    from mmlrepro.runner import run_missing
 
     profile = args.profile
     if profile is None:
@@ -138,6 +151,7 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmlrepro", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("datasets", help="print MML Table 1 beside the paper's numbers")
@@ -150,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="mf", choices=["mf", "simplex"])
     p.add_argument("--loss", default="mml", help="a loss name of mmlrepro.losses (mml, ccl, bsl, ...)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
-                   help="loss hyperparameter, JSON value (e.g. margins=[0.7,0.9]); default: SPEC §8 values")
+                   help="override one loss hyperparameter (JSON value, e.g. margins=[0.7,0.9]) on top of "
+                        "the SPEC §8 values of the dataset, model and loss")
     p.add_argument("--negatives", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -158,10 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--selection", choices=["paper", "early_stop", "honest"])
     p.add_argument("--user-subsample", type=int)
-    p.add_argument("--profile", default="paper", choices=["paper", "quick"],
+    p.add_argument("--lr-reduce", action="store_true",
+                   help="the original SimpleX schedule: lr x0.1 and the best weights reloaded on each "
+                        "non-improving epoch (SPEC §6)")
+    p.add_argument("--exclude-positives", action="store_true",
+                   help="redraw negatives that are one of the user's train items (SPEC §4; off in the paper)")
+    p.add_argument("--profile", default=None, choices=["paper", "quick"],
                    help="settings base for gowalla/yelp2018 (default: paper)")
     p.add_argument("--device", help="auto (default), cpu, cuda")
-    p.add_argument("--force", action="store_true", help="train even if the store holds the run")
+    p.add_argument("--force", action="store_true",
+                   help="train even if the store holds the run (the stored record is set aside, not lost)")
     p.add_argument("--results-dir", default=None, help="results store (default: results/)")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_train)
@@ -179,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default=None, help="results store (default: results/)")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("migrate", help="bring the results store to the current schema (re-keys, loses no run)")
+    p.add_argument("--results-dir", default=None, help="results store (default: results/)")
+    p.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("report", help="write the comparison tables as markdown (REPRODUCTION.md)")
     p.add_argument("--output", default="REPRODUCTION.md")
@@ -204,12 +230,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the package's errors become one line on stderr and exit status 2
+    (130 for Ctrl-C), with the traceback only under ``--debug``."""
+    from mmlrepro.train import NonFiniteLossError, RunInterrupted
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, OSError, NonFiniteLossError) as err:
+        if args.debug:
+            raise
+        print(f"error: {' '.join(str(err).split()) or err.__class__.__name__}", file=sys.stderr)
         return 2
+    except (RunInterrupted, KeyboardInterrupt) as err:
+        if args.debug:
+            raise
+        print(f"interrupted: {err or 'stopped before any run started; nothing was written'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

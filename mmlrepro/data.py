@@ -40,7 +40,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-NAMES = ("gowalla", "yelp2018")
+NAMES = ("yelp2018", "gowalla")  # the order of the paper's tables
 SPLITS = ("train", "test")
 BASE_URL = "https://raw.githubusercontent.com/kuandeng/LightGCN/master/Data"
 

@@ -48,14 +48,16 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mmlrepro.config import PROFILES as RUN_PROFILES
+from mmlrepro.data import NAMES as DATASETS
 from mmlrepro.data import Dataset, load_dataset
+from mmlrepro.devices import device_name, resolve_device
+from mmlrepro.files import atomic_write_json
 from mmlrepro.metrics import evaluate
-from mmlrepro.results import atomic_write_json, default_results_dir, provenance
-from mmlrepro.train import device_name, resolve_device
+from mmlrepro.results import default_results_dir, provenance
 
 METHODS = ("ease", "ials")
-PROFILES = ("paper", "quick", "custom")
-DATASETS = ("gowalla", "yelp2018")
+PROFILES = (*(p for p in RUN_PROFILES if p != "smoke"), "custom")  # a smoke run fits the quick grid
 EASE_LAMBDAS = (50.0, 80.0, 150.0, 300.0, 500.0)
 # Debiased variants [assumed]; biased runs use τ⁺ = 0. τ⁺ is the chance that an unobserved pair
 # is a true positive; the train density is 0.0007 (Gowalla) / 0.0010 (Yelp2018), so these are

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmlrepro.config import PROFILES as RUN_PROFILES
 from mmlrepro.data import Dataset
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +35,7 @@ NOTEBOOK_NAMES = (
 )
 NOTEBOOKS = tuple(NOTEBOOK_DIR / name for name in NOTEBOOK_NAMES)
 REQUIRED_PARAMETERS = ("profile", "datasets", "seeds", "results_dir", "INTERACTIVE", "smoke")
-PROFILES = ("quick", "paper")
+PROFILES = tuple(p for p in RUN_PROFILES if p != "smoke")  # the smoke runs are a flag (smoke=True)
 KERNEL_NAME = "python3"
 
 # MML Table 1 (SPEC §2): the LightGCN split of Gowalla and Yelp2018.
@@ -73,13 +74,14 @@ def run_notebooks(profile: str = "quick", output_dir: str | Path | None = None,
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     paths = _resolve(notebooks)
-    params = {"profile": profile, "smoke": bool(smoke), **dict(parameters or {})}
+    wanted = {"profile": profile, "smoke": bool(smoke), **dict(parameters or {})}
     out_dir = Path(output_dir) if output_dir is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     done = []
     for path in paths:
         target = out_dir / path.name if out_dir is not None else path
+        params = _changed_parameters(path, wanted)
         try:
             pm.execute_notebook(str(path), str(target), parameters=params,
                                 kernel_name=kernel_name, cwd=str(path.parent),
@@ -90,8 +92,52 @@ def run_notebooks(profile: str = "quick", output_dir: str | Path | None = None,
                 f"{path.name}: cell {err.cell_index} (execution count {err.exec_count}) failed: "
                 f"{err.ename}: {err.evalue}\n  cell source:\n{_indent(err.source)}\n"
                 f"  executed notebook (with the traceback): {target}") from err
+        if out_dir is None and params:
+            _fold_injected_parameters(target, params)
         done.append(target)
     return done
+
+
+def _changed_parameters(path: Path, wanted: Mapping) -> dict:
+    """The parameters of ``wanted`` whose value differs from the notebook's ``parameters`` cell:
+    papermill adds an "injected-parameters" cell only when it is given some."""
+    import ast
+
+    import papermill as pm
+
+    defaults = {}
+    for name, info in pm.inspect_notebook(str(path)).items():
+        try:
+            defaults[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            defaults[name] = object()  # not a literal: always pass
+    return {k: v for k, v in wanted.items() if k not in defaults or defaults[k] != v or type(defaults[k]) is not type(v)}
+
+
+def _fold_injected_parameters(path: Path, params: Mapping) -> None:
+    """An in-place execution with parameters: write the values into the ``parameters`` cell and
+    drop papermill's injected cell, so that the committed notebook has one place that sets them
+    and editing it takes effect (issue 17)."""
+    import re
+
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    for cell in nb.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            lines = cell.source.splitlines()
+            for name, value in params.items():
+                pattern = re.compile(rf"^{re.escape(name)}\s*=\s*(.*?)(\s+#.*)?$")
+                hit = next((i for i, line in enumerate(lines) if pattern.match(line)), None)
+                if hit is None:
+                    lines.append(f"{name} = {value!r}")
+                else:
+                    comment = pattern.match(lines[hit]).group(2) or ""
+                    lines[hit] = f"{name} = {value!r}{comment}"
+            cell.source = "\n".join(lines)
+    nb.metadata.get("papermill", {})["parameters"] = {}
+    nbformat.write(nb, path)
 
 
 def _indent(text: str, prefix: str = "    ") -> str:

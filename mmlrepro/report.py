@@ -1,8 +1,10 @@
 """REPRODUCTION.md, generated from the results store by ``mmlrepro report`` (never by hand).
 
-Everything in the report is read from the store (``results/runs/*.json``) and the catalogue
-(:mod:`mmlrepro.experiments`); cells that miss the ±5% band get an automatic check of the run's
-settings against SPEC §8 (dropout placement, regulariser form, selection rule, negative weight).
+Everything in the report is read from the store (``results/runs/*.json``), the catalogue
+(:mod:`mmlrepro.catalogue`) and the comparisons (:mod:`mmlrepro.comparison`). Every paper-profile
+run is checked field by field against SPEC §8 as transcribed apart from the catalogue
+(:mod:`mmlrepro.speccheck`), and the store's health (files that are not valid records, dirty or
+unknown commits) is reported.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmlrepro import experiments as ex
+from mmlrepro import catalogue as cat
+from mmlrepro import comparison as ex
+from mmlrepro.files import atomic_write_text, check_writable, check_writable_file
 from mmlrepro.results import ResultsStore, git_commit, load_results
+from mmlrepro.speccheck import deviations
 
 # What a paper-profile run must use, per SPEC §8 (checked for every cell that misses ±5%).
 PLANNED_SEEDS = {"table2": 3, "table3": 3, "figure3": 3, "ccl_matched": 3, "honest": 1, "li2023": 1}
@@ -46,7 +51,7 @@ def _mean_std(row: pd.Series) -> str:
 
 
 def paper_table(table: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
-    """A Table 2 / Table 3 comparison (``experiments.compare(...)["table"]``) for display: the cell
+    """A Table 2 / Table 3 comparison (``comparison.compare(...)["table"]``) for display: the cell
     columns, dataset, metric, reported, ``reproduced`` as "mean ± std", seeds, profile, device,
     ``rel. diff`` in % and ``within ±5%``."""
     out = table[cell_cols + ["dataset", "metric", "reported"]].copy()
@@ -62,30 +67,47 @@ def paper_table(table: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
 _paper_table = paper_table  # the former private name
 
 
-CHECKED_FIELDS = ("loss_params", "n_negatives", "batch_size", "lr", "epochs", "reg_form", "reg_lambda",
-                  "dropout", "dropout_placement", "grad_clip", "user_subsample", "model_params", "monitor")
-
-
 def _spec_checks(group: str, profile: str, results_dir: Any) -> list[str]:
-    """Compare each stored run of ``group`` field by field with its SPEC §8 paper config
-    (loss weights, N, batch, lr, epochs, regulariser form and λ, dropout placement, clip, data,
-    SimpleX settings, monitored metric); one line per distinct deviation."""
-    keys = {c.key() for c in ex.configs(group, profile, 10)}
+    """The stored runs of ``group`` checked field by field against SPEC §8
+    (:func:`mmlrepro.speccheck.deviations`); one line per distinct deviation."""
+    keys = {cat.catalogue_key(c) for c in cat.configs(group, profile, 10)}
     found: dict[str, list[str]] = {}
     for record in ResultsStore(results_dir).records():
         if record["key"] not in keys:
             continue
         config = record["config"]
-        expected = ex.paper_config(config["dataset"], config["model"], config["loss"], profile="paper",
-                                   n_negatives=config["n_negatives"], selection=config["selection"],
-                                   params=config["loss_params"]).to_dict()
-        if group == "li2023":
-            expected["n_negatives"], expected["batch_size"] = 800, 512
-        diffs = [f"{f} {config[f]!r} (SPEC {expected[f]!r})" for f in CHECKED_FIELDS if config[f] != expected[f]]
-        line = ", ".join(diffs) if diffs else "matches SPEC §8"
+        line = ", ".join(deviations(config)) or "matches SPEC §8"
         found.setdefault(line, []).append(f"{config['dataset']}/{config['model']}/{config['loss']}")
     return [f"- {line}: {len(runs)} run(s) ({', '.join(sorted(set(runs))[:6])}{', …' if len(set(runs)) > 6 else ''})"
             for line, runs in found.items()]
+
+
+def _store_section(results_dir: Any, runs: pd.DataFrame) -> list[str]:
+    """The store's health: invalid files, records set aside or not migrated, commits, SPEC §8."""
+    store = ResultsStore(results_dir, log=None)
+    lines = ["## The store's health\n"]
+    problems = store.problems()
+    lines.append(f"- Files in `runs/` that are not valid records (left out above): {len(problems)}"
+                 + "".join(f"\n  - `{p.name}`: {why}" for p, why in problems[:20]))
+    for folder, what in (("unmigrated", "records that could not be migrated"),
+                         ("set_aside", "files set aside (bad, replaced or duplicate records)")):
+        names = sorted(p.name for p in (store.root / folder).glob("*")) if (store.root / folder).exists() else []
+        lines.append(f"- `{folder}/`, {what}: {len(names)}" + "".join(f"\n  - `{n}`" for n in names[:20]))
+    if not runs.empty:
+        commits = runs["git_commit"].fillna("")
+        dirty = int(commits.str.endswith("-dirty").sum())
+        unknown = int(((commits == "unknown") | (commits == "")).sum())
+        lines.append(f"- Commits of the {len(runs)} records: {len(runs) - dirty - unknown} clean, {dirty} "
+                     f"with uncommitted changes (`-dirty`), {unknown} unknown")
+        paper = [r["config"] for r in store.records() if r["config"]["profile"] == "paper"]
+        bad = [(c, deviations(c)) for c in paper]
+        bad = [(c, d) for c, d in bad if d]
+        lines.append(f"- SPEC §8 check of the {len(paper)} paper-profile records (against `mmlrepro/spec8.json`, "
+                     f"transcribed apart from the catalogue): "
+                     + ("all match." if not bad else f"{len(bad)} deviate:"
+                        + "".join(f"\n  - {c['dataset']}/{c['model']}/{c['loss']}/N{c['n_negatives']}: "
+                                  f"{', '.join(d)}" for c, d in bad[:20])))
+    return [*lines, ""]
 
 
 def _figure3_section(profile: str, results_dir: Any, figures_dir: Path, out_dir: Path) -> list[str]:
@@ -104,7 +126,7 @@ def _figure3_section(profile: str, results_dir: Any, figures_dir: Path, out_dir:
         from mmlrepro.plots import plot_metric_vs_negatives, save_figure
 
         runs = load_results(results_dir)
-        keys = {c.key() for c in ex.configs("figure3", profile, 10)}
+        keys = {cat.catalogue_key(c) for c in cat.configs("figure3", profile, 10)}
         runs = runs[runs["key"].isin(keys)]
         for metric in ex.METRICS:
             fig = plot_metric_vs_negatives(runs, metric)
@@ -228,16 +250,17 @@ def _missing(profile: str, results_dir: Any, runs: pd.DataFrame | None = None) -
                     "stored.",
            "quick": "Why: these are CPU runs not done yet; `mmlrepro reproduce GROUP --profile quick "
                     "--seeds 3` trains what is missing."}
-    store = ResultsStore(results_dir)
+    held = {r["key"] for r in ResultsStore(results_dir, log=None).records()}
     lines, left = [], 0
     for group, n_seeds in PLANNED_SEEDS.items():
-        todo = [c for c in ex.configs(group, profile, n_seeds) if c not in store]
+        planned = cat.configs(group, profile, n_seeds)
+        todo = [c for c in planned if cat.catalogue_key(c) not in held]
         left += len(todo)
-        total = len(ex.configs(group, profile, n_seeds))
+        total = len(planned)
         lines.append(f"- **{group}** ({n_seeds} seed{'s' if n_seeds > 1 else ''}): "
                      f"{total - len(todo)} of {total} done" + (":" if todo else "."))
         for c in todo[:60]:
-            lines.append(f"  - {c.label()}")
+            lines.append(f"  - {c.label()} #{cat.catalogue_key(c)[:6]}")
         if len(todo) > 60:
             lines.append(f"  - … and {len(todo) - 60} more")
     if not left:
@@ -260,7 +283,7 @@ def render_report(results_dir: Any = None, figures_dir: str | Path = "figures",
         f"_Generated by `mmlrepro report` from the results store on {now}, commit `{git_commit()}`. "
         "Do not edit by hand: rerun the command._\n",
         "Profiles: **paper** = the settings of SPEC §8 (100 epochs, lr 1e-4, full data); **quick** = a "
-        f"labelled CPU reduction ({ex.QUICK}), whose absolute numbers are not comparable with the "
+        f"labelled CPU reduction ({cat.QUICK}), whose absolute numbers are not comparable with the "
         "paper's (only the order of the losses is).\n",
         "A paper number counts as reproduced when the mean over seeds is within ±5% of it (SPEC §10). "
         "All numbers are selected on the test split, as in the paper, except the `honest` rows.\n",
@@ -287,14 +310,17 @@ def render_report(results_dir: Any = None, figures_dir: str | Path = "figures",
         lines += _section("Li, Jin, Ren 2023: InfoNCE+, MINE+, debiased losses", "li2023", profile, results_dir, None)
         lines += _missing(profile, results_dir, runs)
     lines += _linear_section(results_dir)
+    lines += _store_section(results_dir, runs)
     return "\n".join(lines)
 
 
 def write_report(output: str | Path = "REPRODUCTION.md", results_dir: Any = None,
                  figures_dir: str | Path = "figures") -> Path:
-    output = Path(output)
-    text = render_report(results_dir, figures_dir, output.parent)
-    tmp = output.with_suffix(output.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(output)
-    return output
+    """Render the report and write it atomically; the outputs are checked before any work."""
+    output = check_writable_file(output, "report file")
+    check_writable(figures_dir, "figures folder")
+    store = ResultsStore(results_dir, log=None)
+    if not store.runs_dir.is_dir():
+        raise ValueError(f"results store {store.root} holds no runs/ folder: nothing to report")
+    store.require_current_schema()
+    return atomic_write_text(render_report(results_dir, figures_dir, output.parent), output)

@@ -1,9 +1,17 @@
-"""The results store: one JSON file per run, named by the config's key.
+"""The results store: one JSON record per run, named by the run's key (issue 14).
 
-``results/runs/<key>.json`` holds the config, the per-epoch history, the selected and last epochs,
-timings and provenance (device, torch and package versions, git commit, time). Files are written
-to a temporary name in the same folder and renamed into place, so a reader never sees half a file
-and concurrent writers never corrupt the store (the last rename wins, each file whole).
+``results/runs/<key>.json`` holds the schema version, the key, the data fingerprint, the
+(normalised) config, the per-epoch history, the selected and last epochs, the test metrics of an
+honest run, timings and provenance (device, torch and package versions, git commit, time).
+``results/per_user/<key>.npz`` holds the per-user Recall/NDCG@K of the reported numbers, when the
+run kept them (:func:`mmlrepro.metrics.save_per_user`; issue 16).
+
+Reading checks every record: it must parse, carry the current :data:`SCHEMA_VERSION`, and its
+config and fingerprint must hash to the key in its name. A file that fails is reported with its
+path and treated as missing; a record of an older schema is never served (``mmlrepro migrate``
+re-keys it). Writing never silently replaces a file: a bad file is set aside (to
+``results/set_aside/``) with a message, and a valid record is replaced only when asked
+(``replace=True``), the old one set aside too. Files are written atomically.
 """
 
 from __future__ import annotations
@@ -12,9 +20,11 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +32,16 @@ import pandas as pd
 import torch
 
 import mmlrepro
-from mmlrepro.train import RunConfig, RunResult, early_stop_from_history, train
+from mmlrepro.config import SCHEMA_VERSION, RunConfig
+from mmlrepro.files import atomic_write, atomic_write_json, check_writable
+from mmlrepro.metrics import PerUser, load_per_user, save_per_user
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RECORD_FIELDS = ("key", "config", "data_fingerprint", "history", "best", "last", "timings", "device")
+
+
+class StoreError(ValueError):
+    """The store cannot do what was asked (an old schema to migrate, a record in the way)."""
 
 
 def default_results_dir() -> Path:
@@ -38,15 +55,21 @@ def default_results_dir() -> Path:
 
 
 def git_commit(root: Path = PROJECT_ROOT) -> str:
-    """The checkout's commit, with ``-dirty`` when tracked files differ; ``unknown`` outside git."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    """The checkout's commit, with ``-dirty`` when tracked files differ.
+
+    Without a ``.git`` (a lent GPU machine gets a copy of the tree) ``$MMLREPRO_COMMIT``, which
+    the GPU session script sets; ``unknown`` when neither is there.
+    """
+    if (root / ".git").exists():
+        try:
+            sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                 check=True, timeout=10).stdout.strip()
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            return sha + ("-dirty" if dirty else "")
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return os.environ.get("MMLREPRO_COMMIT") or "unknown"
 
 
 def provenance() -> dict[str, Any]:
@@ -60,88 +83,203 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def atomic_write_json(data: Any, path: Path) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+@dataclass
+class RunResult:
+    """What one run produced: per-epoch history, the selected epoch, the last one, timings.
+
+    ``data_fingerprint`` names the data it ran on; with ``config`` it gives :attr:`key`.
+    ``per_user`` holds the reported numbers' per-user values when the run kept them.
+    """
+
+    config: RunConfig
+    data_fingerprint: str
+    history: list[dict[str, float]]
+    best: dict[str, float]
+    last: dict[str, float]
+    test: dict[str, float]
+    timings: dict[str, float]
+    device: str
+    stopped_early: bool = False
+    from_store: bool = False
+    provenance: dict[str, Any] = field(default_factory=dict)
+    per_user: PerUser | None = None
+
+    @property
+    def key(self) -> str:
+        return self.config.key(self.data_fingerprint)
+
+    @property
+    def reported(self) -> dict[str, float]:
+        """The numbers a paper table shows: the test metrics of an honest run, else the selected epoch's."""
+        return self.test if self.config.selection == "honest" else self.best
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "key": self.key,
+            "data_fingerprint": self.data_fingerprint,
+            "config": self.config.to_dict(),
+            "history": self.history,
+            "best": self.best,
+            "last": self.last,
+            "test": self.test,
+            "timings": self.timings,
+            "device": self.device,
+            "stopped_early": self.stopped_early,
+            "provenance": self.provenance,
+            "per_user": self.per_user is not None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
+        return cls(config=RunConfig.from_dict(data["config"]), data_fingerprint=str(data["data_fingerprint"]),
+                   history=list(data["history"]), best=dict(data["best"]), last=dict(data["last"]),
+                   test=dict(data.get("test") or {}), timings=dict(data["timings"]), device=str(data["device"]),
+                   stopped_early=bool(data.get("stopped_early", False)), from_store=True,
+                   provenance=dict(data.get("provenance", {})))
+
+
+def check_record(record: Any, name: str) -> str | None:
+    """Why ``record`` (parsed from ``<name>.json``) is not a valid current record, or None."""
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    schema = record.get("schema", 1)
+    if schema != SCHEMA_VERSION:
+        return f"schema {schema}, not {SCHEMA_VERSION} (run `mmlrepro migrate`)"
+    missing = [f for f in RECORD_FIELDS if f not in record]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if record["key"] != name:
+        return f"its key {record['key']!r} is not its name {name!r}"
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        config = RunConfig.from_dict(record["config"])
+    except (ValueError, TypeError) as err:
+        return f"its config is not valid ({err})"
+    if config.key(record["data_fingerprint"]) != name:
+        return "its config and data fingerprint hash to another key (the content belongs to another run)"
+    if not isinstance(record["history"], list) or not record["history"]:
+        return "its history is empty"
+    return None
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 class ResultsStore:
-    """A folder of run results keyed by ``RunConfig.key()``."""
+    """A folder of run records keyed by :meth:`RunConfig.key` (see the module docstring)."""
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, log: Callable[[str], None] | None = _stderr) -> None:
         self.root = Path(root) if root is not None else default_results_dir()
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"results store {self.root} is a file, not a folder")
         self.runs_dir = self.root / "runs"
+        self.per_user_dir = self.root / "per_user"
+        self.log = log or (lambda line: None)
+        self._reported: set[Path] = set()
 
-    def path(self, config: RunConfig) -> Path:
-        return self.runs_dir / f"{config.key()}.json"
+    def path(self, key: str) -> Path:
+        return self.runs_dir / f"{key}.json"
 
-    def __contains__(self, config: RunConfig) -> bool:
-        return self.path(config).exists()
+    def check_writable(self) -> None:
+        """:class:`mmlrepro.files.OutputError` unless records can be written (before any compute)."""
+        check_writable(self.runs_dir, "results store")
+        check_writable(self.per_user_dir, "results store")
 
-    def get(self, config: RunConfig) -> RunResult | None:
-        path = self.path(config)
+    def _read(self, path: Path) -> dict[str, Any] | None:
+        """The valid record at ``path``, or None (a bad file is reported once, with its path)."""
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            why = f"does not parse ({err.__class__.__name__}: {err})"
+        else:
+            why = check_record(record, path.stem)
+            if why is None:
+                return record
+        if path not in self._reported:
+            self._reported.add(path)
+            self.log(f"warning: {path}: {why}; treated as missing")
+        return None
+
+    def get(self, config: RunConfig, data_fingerprint: str) -> RunResult | None:
+        path = self.path(config.key(data_fingerprint))
         if not path.exists():
             return None
-        return RunResult.from_dict(json.loads(path.read_text()))
+        record = self._read(path)
+        return None if record is None else RunResult.from_dict(record)
 
-    def put(self, result: RunResult) -> Path:
+    def contains(self, config: RunConfig, data_fingerprint: str) -> bool:
+        return self.get(config, data_fingerprint) is not None
+
+    def _set_aside(self, path: Path, why: str) -> Path:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        dest = self.root / "set_aside" / f"{path.stem}.{stamp}{path.suffix}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), dest)
+        self.log(f"note: {path} {why}: moved to {dest}")
+        return dest
+
+    def put(self, result: RunResult, *, replace: bool = False) -> Path:
+        """Write ``result`` (and its per-user values); never silently replaces a file."""
         if not result.provenance:
             result.provenance = provenance()
-        path = self.path(result.config)
-        atomic_write_json(result.to_dict(), path)
-        return path
+        key = result.key
+        path = self.path(key)
+        if path.exists():
+            if self._read(path) is None:
+                self._set_aside(path, "was not a valid record")
+            elif not replace:
+                raise StoreError(f"{path} already holds this run; pass replace=True (--force) to replace it")
+            else:
+                self._set_aside(path, "is replaced by a new run of the same key")
+        if result.per_user is not None:
+            atomic_write(self.per_user_dir / f"{key}.npz",
+                         lambda tmp: save_per_user(result.per_user, tmp))
+        return atomic_write_json(result.to_dict(), path)
 
-    def run(self, config: RunConfig, *, force: bool = False, **train_kwargs: Any) -> RunResult:
-        """The stored result of ``config``, or train it, store it and return it."""
-        if not force:
-            stored = self.get(config)
-            if stored is not None:
-                return stored
-            derived = self.derive_early_stop(config)
-            if derived is not None:
-                return derived
-        result = train(config, **train_kwargs)
-        self.put(result)
-        return result
+    def per_user(self, key: str) -> PerUser | None:
+        """The per-user values stored with run ``key``, or None."""
+        path = self.per_user_dir / f"{key}.npz"
+        return load_per_user(path) if path.exists() else None
 
-    def derive_early_stop(self, config: RunConfig) -> RunResult | None:
-        """Store and return ``config``'s early-stopped run read off its stored ``paper`` twin.
-
-        ``None`` when ``config`` is not an ``early_stop`` run without ``lr_reduce`` or the store
-        lacks the twin. See :func:`mmlrepro.train.early_stop_from_history` for why this equals
-        training it; the provenance names the twin (``derived_from``) and keeps its provenance.
-        """
-        if config.selection != "early_stop" or config.lr_reduce:
-            return None
-        twin = self.get(config.replace(selection="paper"))
-        if twin is None:
-            return None
-        result = early_stop_from_history(twin, config)
-        result.provenance = {**provenance(), "derived_from": twin.config.key(),
-                             "twin_provenance": twin.provenance}
-        self.put(result)
-        return result
-
-    def records(self) -> Iterable[dict[str, Any]]:
+    def records(self) -> list[dict[str, Any]]:
+        """Every valid record, sorted by file name; bad files are reported and skipped."""
         if not self.runs_dir.exists():
             return []
-        return [json.loads(p.read_text()) for p in sorted(self.runs_dir.glob("*.json"))]
+        out = []
+        for path in sorted(self.runs_dir.glob("*.json")):
+            record = self._read(path)
+            if record is not None:
+                out.append(record)
+        return out
+
+    def problems(self) -> list[tuple[Path, str]]:
+        """``(path, why)`` of every file in ``runs/`` that is not a valid current record."""
+        out = []
+        for path in sorted(self.runs_dir.glob("*.json")) if self.runs_dir.exists() else []:
+            try:
+                why = check_record(json.loads(path.read_text()), path.stem)
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                why = f"does not parse ({err.__class__.__name__})"
+            if why is not None:
+                out.append((path, why))
+        return out
+
+    def require_current_schema(self) -> None:
+        """:class:`StoreError` when the store holds records of an older schema (migrate first)."""
+        old = [p for p, why in self.problems() if why.startswith("schema ")]
+        if old:
+            raise StoreError(f"{self.runs_dir} holds {len(old)} record(s) of an older schema (e.g. "
+                             f"{old[0].name}); run `mmlrepro migrate --results-dir {self.root}` first")
 
 
-def _row(record: dict[str, Any]) -> dict[str, Any]:
+def _row(record: dict[str, Any], per_user_dir: Path) -> dict[str, Any]:
     config = record["config"]
     best, last, test = record["best"], record["last"], record.get("test") or {}
+    prov = record.get("provenance", {})
     row = {
         "key": record["key"],
+        "data_fingerprint": record["data_fingerprint"],
         "group": config.get("group", ""),
         "profile": config["profile"],
         "dataset": config["dataset"],
@@ -151,6 +289,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "n_negatives": config["n_negatives"],
         "batch_size": config["batch_size"],
         "selection": config["selection"],
+        "lr_reduce": config["lr_reduce"],
         "monitor": config["monitor"],
         "seed": config["seed"],
         "epochs": config["epochs"],
@@ -159,9 +298,10 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "device": record["device"],
         "train_s": record["timings"]["train_s"],
         "eval_s": record["timings"]["eval_s"],
-        "time_utc": record.get("provenance", {}).get("time_utc", ""),
-        "git_commit": record.get("provenance", {}).get("git_commit", ""),
-        "derived_from": record.get("provenance", {}).get("derived_from", ""),
+        "time_utc": prov.get("time_utc", ""),
+        "git_commit": prov.get("git_commit", ""),
+        "derived_from": prov.get("derived_from", ""),
+        "per_user": (per_user_dir / f"{record['key']}.npz").exists(),
     }
     reported = test if config["selection"] == "honest" else best
     for metric in ("recall@20", "ndcg@20", "recall@50", "ndcg@50"):
@@ -173,12 +313,13 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def load_results(results_dir: str | Path | None = None) -> pd.DataFrame:
-    """Every stored run as one tidy row: config fields, the reported metrics, timings, device.
+def load_results(results_dir: str | Path | None = None, log: Callable[[str], None] | None = _stderr) -> pd.DataFrame:
+    """Every valid stored run as one tidy row: config fields, the reported metrics, timings, device.
 
     ``recall@20`` etc. are the numbers a paper table shows: the selected epoch's test metrics
     (``paper``/``early_stop``), or the once-evaluated test metrics of an ``honest`` run (whose
-    ``selection_*`` columns hold the validation metrics that chose the epoch).
+    ``selection_*`` columns hold the validation metrics that chose the epoch). ``per_user`` says
+    whether the run's per-user values are stored.
     """
-    rows = [_row(r) for r in ResultsStore(results_dir).records()]
-    return pd.DataFrame(rows)
+    store = ResultsStore(results_dir, log=log)
+    return pd.DataFrame([_row(r, store.per_user_dir) for r in store.records()])

@@ -72,3 +72,72 @@ def test_reproduce_default_profile_is_quick_without_gpu():
 def test_parser_builds_without_side_effects():
     parser = build_parser()
     assert parser.prog == "mmlrepro"
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_param_overrides_one_value_on_top_of_the_spec_settings_and_says_so_first(tmp_path, capsys, monkeypatch):
+    """Defect 1: --param neg_weight=500 keeps Yelp's margins and weights, printed before training."""
+    import mmlrepro.runner as runner_mod
+    from mmlrepro.data import synthetic
+
+    seen = []
+
+    def fake_train(config, **kwargs):
+        seen.append((config, capsys.readouterr().out))
+        raise _Stop
+
+    monkeypatch.setattr(runner_mod, "load_run_dataset", lambda config, data_dir=None: synthetic(200, 300))
+    monkeypatch.setattr(runner_mod, "train", fake_train)
+    with pytest.raises(_Stop):
+        main(["train", "--dataset", "yelp2018", "--loss", "mml", "--param", "neg_weight=500",
+              "--results-dir", str(tmp_path), "--device", "cpu"])
+    config, printed = seen[0]
+    assert config.loss_hp == {"margins": [0.6, 0.7, 0.8, 0.9], "weights": [0.05, 0.15, 0.2, 0.6],
+                              "pos_weight": 1.0, "neg_weight": 500.0}
+    assert "margins=[0.6, 0.7, 0.8, 0.9]" in printed and "neg_weight=500.0" in printed
+    with pytest.raises(_Stop):
+        main(["train", "--dataset", "gowalla", "--model", "simplex", "--loss", "ccl", "--param", "margin=0.8",
+              "--results-dir", str(tmp_path), "--device", "cpu"])
+    assert seen[1][0].loss_hp == {"margin": 0.8, "neg_weight": 250.0}  # SimpleX-Gowalla's weight kept
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--dataset", "synthetic", "--device", "cuda:7"], "cuda"),
+    (["train", "--dataset", "synthetic", "--device", "cpu:abc"], "cpu:abc"),
+    (["train", "--dataset", "synthetic", "--profile", "quick"], "--profile"),
+    (["train", "--dataset", "synthetic_mine"], "synthetic_mine"),
+    (["check", "--device", "foo"], "foo"),
+    (["reproduce", "table3", "--profile", "quick", "--datasets", "movielens"], "movielens"),
+    (["reproduce", "table3", "--profile", "quick", "--max-minutes", "-5"], "max_minutes"),
+])
+def test_more_bad_input_is_one_line_before_compute(args, message, tmp_path, capsys, monkeypatch):
+    import torch
+
+    if "cuda" in message and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    import mmlrepro.train as train_mod
+
+    monkeypatch.setattr(train_mod.ExactStep, "__call__", lambda *a, **k: pytest.fail("a step ran"))
+    extra = [] if args[0] == "check" else ["--results-dir", str(tmp_path)]
+    assert main([*args, *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_report_names_a_bad_store_instead_of_a_traceback(tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "x.json").write_text("{}")
+    assert main(["report", "--results-dir", str(tmp_path), "--output", str(tmp_path / "R.md"),
+                 "--figures-dir", str(tmp_path / "f")]) == 2
+    assert "migrate" in capsys.readouterr().err
+    assert main(["report", "--results-dir", str(tmp_path / "x.md"), "--output", str(tmp_path)]) == 2
+    assert "folder, not a file" in capsys.readouterr().err
+
+
+def test_migrate_command(tmp_path, capsys):
+    assert main(["migrate", "--results-dir", str(tmp_path), "--dry-run"]) == 0
+    assert "(dry run) 0 record(s) migrated" in capsys.readouterr().out

@@ -6,79 +6,84 @@ import math
 
 import pytest
 
-from mmlrepro import experiments as ex
+from mmlrepro import catalogue as cat
+from mmlrepro import comparison as cmp
+from mmlrepro import runner
+from mmlrepro.config import SCHEMA_VERSION, RunConfig
+from mmlrepro.data import KNOWN_FINGERPRINTS
+from mmlrepro.files import atomic_write_json
 from mmlrepro.report import markdown_table, render_report
-from mmlrepro.results import atomic_write_json
-from mmlrepro.train import RunConfig
 
 
 def fake_run(root, config: RunConfig, recall: float, ndcg: float, device: str = "fake-gpu", test=None,
              derived_from: str = "") -> None:
     metrics = {"recall@20": recall, "ndcg@20": ndcg, "recall@50": recall * 2, "ndcg@50": ndcg * 2}
     best = {"epoch": 3, "loss": 0.5, **metrics}
-    atomic_write_json({"key": config.key(), "config": config.to_dict(), "history": [best], "best": best,
+    key = cat.catalogue_key(config)
+    atomic_write_json({"schema": SCHEMA_VERSION, "key": key, "data_fingerprint": KNOWN_FINGERPRINTS[config.dataset],
+                       "config": config.to_dict(), "history": [best], "best": best,
                        "last": best, "test": test or {}, "timings": {"train_s": 1.0, "eval_s": 0.5},
                        "device": device, "provenance": {"time_utc": "2026-11-23T00:00:00+00:00",
                                                          **({"derived_from": derived_from} if derived_from else {})}},
-                      root / "runs" / f"{config.key()}.json")
+                      root / "runs" / f"{key}.json")
 
 
 def test_paper_settings_follow_spec_section_8():
-    g = ex.paper_config("gowalla", "mf", "mml")
+    g = cat.paper_config("gowalla", "mf", "mml")
     assert (g.batch_size, g.lr, g.epochs, g.n_negatives, g.seed, g.reg_lambda) == (256, 1e-4, 100, 100, 2019, 1e-8)
     assert g.loss_hp == {"margins": [0.7, 0.8, 0.9], "weights": [0.10, 0.15, 0.75], "pos_weight": 1.0,
                          "neg_weight": 700.0}
-    y = ex.paper_config("yelp2018", "simplex", "ccl")
+    y = cat.paper_config("yelp2018", "simplex", "ccl")
     assert (y.batch_size, y.reg_lambda, y.loss_hp["neg_weight"]) == (512, 1e-8, 150.0)
     assert y.model_hp["gate"] == 1.0 and y.model_hp["history_cap"] == 500
-    s = ex.paper_config("gowalla", "simplex", "ccl")
+    s = cat.paper_config("gowalla", "simplex", "ccl")
     assert s.loss_hp["neg_weight"] == 250.0 and s.monitor == "ndcg@20" and s.reg_lambda == 1e-7
     assert s.model_hp == {"aggregator": "attention", "gate": 0.8, "separate_history_table": True,
                           "history_cap": None, "padding_softmax_bug": True}
-    b = ex.paper_config("yelp2018", "mf", "bsl")
+    b = cat.paper_config("yelp2018", "mf", "bsl")
     assert (b.batch_size, b.reg_form, b.reg_lambda, b.dropout_placement) == (1024, "batch", 1e-3, "before_norm")
     assert b.loss_hp == {"tau1": 0.11, "tau2": 1.10, "mode": "multi"}
 
 
 def test_groups_sizes_profiles_and_labels():
-    assert len(ex.configs("table2", "paper", 1)) == 16
-    assert len(ex.configs("table3", "paper", 3)) == 42
-    assert len(ex.configs("figure3", "paper", 1)) == 36
-    assert len(ex.configs("li2023", "paper", 1)) == 2 * (8 + 1 + 2 * 2)
-    quick = ex.configs("table3", "quick", 1)
-    assert all(c.profile == "quick" and c.epochs == ex.QUICK["epochs"] for c in quick)
+    assert len(cat.configs("table2", "paper", 1)) == 16
+    assert len(cat.configs("table3", "paper", 3)) == 42
+    assert len(cat.configs("figure3", "paper", 1)) == 36
+    assert len(cat.configs("li2023", "paper", 1)) == 2 * (8 + 1 + 2 * 2)
+    quick = cat.configs("table3", "quick", 1)
+    assert all(c.profile == "quick" and c.epochs == cat.QUICK["epochs"] for c in quick)
     assert all("[quick]" in c.label() for c in quick)
-    assert {c.seed for c in ex.configs("table3", "paper", 3)} == {2019, 2020, 2021}
+    assert {c.seed for c in cat.configs("table3", "paper", 3)} == {2019, 2020, 2021}
     with pytest.raises(ValueError, match="unknown group"):
-        ex.configs("table9")
+        cat.configs("table9")
     with pytest.raises(ValueError, match="profile"):
-        ex.configs("table2", "slow")
+        cat.configs("table2", "slow")
     with pytest.raises(ValueError, match="dataset"):
-        ex.configs("table2", "paper", 1, datasets=["movielens"])
+        cat.configs("table2", "paper", 1, datasets=["movielens"])
 
 
 def test_plan_dedups_and_orders_by_value():
-    runs = ex.plan(["figure3", "table2", "table3"], "paper", 2)
-    keys = [c.key() for c in runs]
+    runs = cat.plan(["figure3", "table2", "table3"], "paper", 2)
+    keys = [cat.catalogue_key(c) for c in runs]
     assert len(keys) == len(set(keys))
     # the first runs are Table 3 and Table 2 "N" of seed 2019, then seed 2020, then the rest
-    first = runs[: len(ex.configs("table3", "paper", 1)) + 8 - 4]  # MF CCL/MML "N" rows are shared
+    first = runs[: len(cat.configs("table3", "paper", 1)) + 8 - 4]  # MF CCL/MML "N" rows are shared
     assert all(c.seed == 2019 and c.selection == "paper" for c in first)
     seeds_in_order = [c.seed for c in runs if c.group in ("table3", "table2") and c.selection == "paper"]
     assert seeds_in_order == sorted(seeds_in_order)
     # MF + CCL at N = 100 is one run shared by Table 2, Table 3 and Figure 3
-    shared = ex.paper_config("gowalla", "mf", "ccl")
-    assert sum(c.key() == shared.key() for c in runs if c.seed == 2019) == 1
+    shared = cat.paper_config("gowalla", "mf", "ccl")
+    assert sum(cat.catalogue_key(c) == cat.catalogue_key(shared) for c in runs if c.seed == 2019) == 1
 
 
 def test_compare_table3_relative_differences_and_claims(tmp_path):
-    rep = {r["loss"]: r for r in ex.reported()["table3"]}
+    rep = {r["loss"]: r for r in cmp.reported()["table3"]}
     for seed, scale in ((2019, 1.02), (2020, 1.06)):  # mean scale 1.04: within ±5%
-        for loss in ex.TABLE3_LOSSES:
-            config = ex.paper_config("gowalla", "mf", loss, seed=seed)
+        for loss in cmp.TABLE3_LOSSES:
+            config = cat.paper_config("gowalla", "mf", loss, seed=seed)
             r, n = rep[loss]["gowalla"]
             fake_run(tmp_path, config, r * scale, n * scale)
-    out = ex.compare("table3", "paper", tmp_path)
+    out = cmp.compare("table3", "paper", tmp_path)
     table = out["table"]
     row = table[(table.loss == "mml") & (table.dataset == "gowalla") & (table.metric == "recall@20")].iloc[0]
     assert row["reported"] == 0.1816
@@ -98,15 +103,15 @@ def test_compare_table3_relative_differences_and_claims(tmp_path):
 
 def test_compare_figure3_gain_claim(tmp_path):
     for loss, recall in (("ccl", 0.100), ("mml", 0.1195), ("bsl", 0.09)):
-        fake_run(tmp_path, ex.paper_config("yelp2018", "mf", loss, n_negatives=10), recall, recall)
-    claims = ex.compare("figure3", "paper", tmp_path)["claims"]
+        fake_run(tmp_path, cat.paper_config("yelp2018", "mf", loss, n_negatives=10), recall, recall)
+    claims = cmp.compare("figure3", "paper", tmp_path)["claims"]
     row = claims[claims.claim.str.contains("yelp2018, N = 10: MML beats CCL by \\+19.50% on recall@20")].iloc[0]
     assert row["verdict"] == "holds" and row["reproduced"] == "+19.50%"
 
 
 def test_report_renders_from_the_store(tmp_path):
     for loss in ("ccl", "mml"):
-        fake_run(tmp_path, ex.paper_config("gowalla", "mf", loss), 0.17, 0.14)
+        fake_run(tmp_path, cat.paper_config("gowalla", "mf", loss), 0.17, 0.14)
     text = render_report(tmp_path, figures_dir=tmp_path / "figures", out_dir=tmp_path)
     assert "MML Table 2" in text and "MML Table 3" in text and "Runs not yet done [paper]" in text
     assert "| mf | mml | N | gowalla | recall@20 | 0.1816 | 0.1700 |" in text
@@ -124,33 +129,33 @@ def test_markdown_table():
 def test_run_missing_respects_the_time_budget(data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("MMLREPRO_CHECKPOINT_DIR", str(tmp_path / "ckpt"))
     lines = []
-    done = ex.run_missing(["table3"], "smoke", 1, results_dir=tmp_path, datasets=["gowalla"],
+    done = runner.run_missing(["table3"], "smoke", 1, results_dir=tmp_path, datasets=["gowalla"],
                           device="cpu", data_dir=str(data_dir), max_minutes=0.0, log=lines.append)
     assert len(done) == 1  # the first run always starts; the budget stops the second
     assert "time budget" in lines[-1]
-    assert len(ex.missing_runs(["table3"], "smoke", 1, tmp_path, datasets=["gowalla"])) == 6
+    assert len(runner.missing_runs(["table3"], "smoke", 1, tmp_path, datasets=["gowalla"])) == 6
 
 
 def test_table2_lists_when_early_stopped_runs_stopped_beside_the_paper(tmp_path):
     for model, loss in (("mf", "mml"), ("simplex", "ccl")):
-        fake_run(tmp_path, ex.paper_config("gowalla", model, loss, selection="early_stop", group="table2"), 0.17, 0.13)
-    fake_run(tmp_path, ex.paper_config("gowalla", "mf", "ccl", group="table2"), 0.17, 0.13)  # "N": not listed
-    stops = ex.compare("table2", "paper", tmp_path)["stops"].set_index(["model", "loss"])
+        fake_run(tmp_path, cat.paper_config("gowalla", model, loss, selection="early_stop", group="table2"), 0.17, 0.13)
+    fake_run(tmp_path, cat.paper_config("gowalla", "mf", "ccl", group="table2"), 0.17, 0.13)  # "N": not listed
+    stops = cmp.compare("table2", "paper", tmp_path)["stops"].set_index(["model", "loss"])
     assert len(stops) == 2
     assert stops.loc[("mf", "mml"), "paper_stopped_after"] == 19  # the paper gives one number for MF
     assert stops.loc[("simplex", "ccl"), "paper_stopped_after"] == 33
     assert stops.loc[("mf", "mml"), "stopped_after"] == "3" and stops.loc[("mf", "mml"), "best_epoch"] == "3"
     assert "Early-stopped runs" in render_report(tmp_path, tmp_path / "figures", tmp_path)
     quick = tmp_path / "quick"
-    fake_run(quick, ex.paper_config("gowalla", "mf", "mml", profile="quick", selection="early_stop", group="table2"), 0.1, 0.1)
-    assert ex.compare("table2", "quick", quick)["stops"].empty  # the paper's stop epochs are for its settings only
+    fake_run(quick, cat.paper_config("gowalla", "mf", "mml", profile="quick", selection="early_stop", group="table2"), 0.1, 0.1)
+    assert cmp.compare("table2", "quick", quick)["stops"].empty  # the paper's stop epochs are for its settings only
 
 
 def test_missing_section_says_done_only_when_every_planned_run_is_stored(tmp_path, monkeypatch):
     import mmlrepro.report as report_mod
 
     monkeypatch.setattr(report_mod, "PLANNED_SEEDS", {"honest": 1})
-    planned = ex.configs("honest", "quick", 1)
+    planned = cat.configs("honest", "quick", 1)
     for config in planned[:-1]:
         fake_run(tmp_path, config, 0.1, 0.1)
     lines = report_mod._missing("quick", tmp_path)
@@ -165,9 +170,9 @@ def test_run_costs_come_from_the_stored_timings_of_trained_runs(tmp_path):
     from mmlrepro.results import load_results
 
     for seed in (2019, 2020):
-        fake_run(tmp_path, ex.paper_config("gowalla", "mf", "ccl", seed=seed, group="table2"), 0.1, 0.1)
-    twin = ex.paper_config("gowalla", "mf", "ccl", seed=2019, group="table2")
-    fake_run(tmp_path, twin.replace(selection="early_stop"), 0.1, 0.1, derived_from=twin.key())
+        fake_run(tmp_path, cat.paper_config("gowalla", "mf", "ccl", seed=seed, group="table2"), 0.1, 0.1)
+    twin = cat.paper_config("gowalla", "mf", "ccl", seed=2019, group="table2")
+    fake_run(tmp_path, twin.replace(selection="early_stop"), 0.1, 0.1, derived_from=cat.catalogue_key(twin))
     runs = load_results(tmp_path)
     assert len(runs) == 3  # two trained, one read off its twin
     costs = run_costs(runs, "paper")
@@ -179,3 +184,25 @@ def test_run_costs_come_from_the_stored_timings_of_trained_runs(tmp_path):
     assert row["min/run"] == pytest.approx(1.5 / 60)
     assert run_costs(runs, "quick").empty
     assert "min/run" in render_report(tmp_path, tmp_path / "figures", tmp_path)
+
+
+def test_the_spec_check_is_independent_of_the_catalogue(monkeypatch):
+    """Defect 6: a wrong constant in the catalogue is flagged (neg_weight 4 instead of 400)."""
+    from mmlrepro.speccheck import deviations
+
+    for config in cat.configs("li2023", "paper", 1) + cat.configs("figure3", "paper", 1) + cat.configs("table2", "paper", 1):
+        assert deviations(config.to_dict()) == [], config.label()
+    good = cat.paper_config("yelp2018", "mf", "mml").to_dict()
+    assert deviations(good) == []
+    monkeypatch.setitem(cat.MML_PARAMS, "yelp2018", {**cat.MML_PARAMS["yelp2018"], "neg_weight": 4.0})
+    wrong = cat.paper_config("yelp2018", "mf", "mml").to_dict()
+    assert any("neg_weight" in d and "400.0" in d for d in deviations(wrong))
+    assert deviations(cat.paper_config("gowalla", "simplex", "ccl").to_dict()) == []
+    assert deviations(cat.paper_config("gowalla", "mf", "bsl").to_dict()) == []
+    assert deviations(cat.paper_config("gowalla", "mf", "ccl", params={"neg_weight": 700.0}).to_dict()) == []
+    assert "batch_size" in " ".join(deviations(cat.paper_config("gowalla", "mf", "mml", batch_size=512).to_dict()))
+
+
+def test_paper_config_params_override_single_values():
+    c = cat.paper_config("yelp2018", "mf", "mml", params={"neg_weight": 500})
+    assert c.loss_hp["margins"] == [0.6, 0.7, 0.8, 0.9] and c.loss_hp["neg_weight"] == 500.0

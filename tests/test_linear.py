@@ -326,7 +326,8 @@ def test_ease_priors_share_one_inversion_and_equal_ease(small, monkeypatch):
 
 def test_linear_group_fits_each_ease_lambda_once(small, tmp_path, monkeypatch):
     import mmlrepro.linear as linear
-    from mmlrepro.experiments import linear_results, run_linear_group
+    from mmlrepro.comparison import linear_results
+    from mmlrepro.runner import run_linear_group
 
     grid = [LinearConfig("synthetic", "ease", lam=lam, tau_plus=tau, device="cpu")
             for lam in (20.0, 40.0) for tau in (0.0, 0.05)]

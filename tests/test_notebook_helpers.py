@@ -1,4 +1,4 @@
-"""The notebook helpers of mmlrepro.experiments (group_runs, runs_vs_reported, learning_curves,
+"""The notebook helpers of mmlrepro.comparison (group_runs, runs_vs_reported, learning_curves,
 seed_noise) and report.paper_table, on a hand-made store."""
 
 from __future__ import annotations
@@ -7,10 +7,12 @@ import math
 
 import pytest
 
-from mmlrepro import experiments as ex
+from mmlrepro import catalogue as cat
+from mmlrepro import comparison as cmp
+from mmlrepro.config import SCHEMA_VERSION, RunConfig
+from mmlrepro.data import KNOWN_FINGERPRINTS
+from mmlrepro.files import atomic_write_json
 from mmlrepro.report import _paper_table, paper_table
-from mmlrepro.results import atomic_write_json
-from mmlrepro.train import RunConfig
 
 
 def fake_run(root, config: RunConfig, history: list[tuple[float, float]], device: str = "fake-gpu") -> None:
@@ -18,22 +20,24 @@ def fake_run(root, config: RunConfig, history: list[tuple[float, float]], device
     epochs = [{"epoch": k, "loss": 1.0 / k, "recall@20": r, "ndcg@20": n, "recall@50": 2 * r, "ndcg@50": 2 * n}
               for k, (r, n) in enumerate(history, 1)]
     best = max(epochs, key=lambda e: e["recall@20"])
-    atomic_write_json({"key": config.key(), "config": config.to_dict(), "history": epochs, "best": best,
+    key = cat.catalogue_key(config)
+    atomic_write_json({"schema": SCHEMA_VERSION, "key": key, "data_fingerprint": KNOWN_FINGERPRINTS[config.dataset],
+                       "config": config.to_dict(), "history": epochs, "best": best,
                        "last": epochs[-1], "test": {}, "timings": {"train_s": 1.0, "eval_s": 0.5},
                        "device": device, "provenance": {"git_commit": "abc"}},
-                      root / "runs" / f"{config.key()}.json")
+                      root / "runs" / f"{key}.json")
 
 
 def table3(loss: str, seed: int, dataset: str = "gowalla") -> RunConfig:
-    return ex.paper_config(dataset, "mf", loss, profile="quick", seed=seed, group="table3")
+    return cat.paper_config(dataset, "mf", loss, profile="quick", seed=seed, group="table3")
 
 
 def test_runs_vs_reported_pairs_each_run_with_its_paper_cell(tmp_path):
     fake_run(tmp_path, table3("mml", 2019), [(0.10, 0.08), (0.12, 0.09)])
     fake_run(tmp_path, table3("mml", 2020), [(0.14, 0.11)])
     fake_run(tmp_path, table3("ccl", 2019), [(0.11, 0.07)])
-    fake_run(tmp_path, ex.paper_config("gowalla", "mf", "mml", profile="paper", group="table3"), [(0.9, 0.9)])
-    rows = ex.runs_vs_reported("table3", "quick", tmp_path)
+    fake_run(tmp_path, cat.paper_config("gowalla", "mf", "mml", profile="paper", group="table3"), [(0.9, 0.9)])
+    rows = cmp.runs_vs_reported("table3", "quick", tmp_path)
     assert len(rows) == 3 * 2  # three quick runs × two metrics; the paper-profile run is left out
     mml = rows[(rows.loss == "mml") & (rows.metric == "recall@20")]
     assert mml["reproduced"].tolist() == [0.12, 0.14] and mml["seed"].tolist() == [2019, 2020]
@@ -42,35 +46,35 @@ def test_runs_vs_reported_pairs_each_run_with_its_paper_cell(tmp_path):
     assert (ccl["reproduced"], ccl["reported"]) == (0.07, 0.1426)
     assert rows["loss"].tolist()[::2] == ["ccl", "mml", "mml"]  # Table 3's loss order, then seed
     assert rows["metric"].tolist()[:2] == ["recall@20", "ndcg@20"]
-    assert ex.runs_vs_reported("table3", "quick", tmp_path / "empty").empty
+    assert cmp.runs_vs_reported("table3", "quick", tmp_path / "empty").empty
     with pytest.raises(ValueError, match="group"):
-        ex.runs_vs_reported("figure3", "quick", tmp_path)
+        cmp.runs_vs_reported("figure3", "quick", tmp_path)
 
 
 def test_runs_vs_reported_table2_labels_and_early_stop(tmp_path):
-    y = ex.paper_config("yelp2018", "simplex", "ccl", profile="quick", selection="early_stop", group="table2")
+    y = cat.paper_config("yelp2018", "simplex", "ccl", profile="quick", selection="early_stop", group="table2")
     fake_run(tmp_path, y, [(0.05, 0.04)])
-    rows = ex.runs_vs_reported("table2", "quick", tmp_path)
+    rows = cmp.runs_vs_reported("table2", "quick", tmp_path)
     assert set(rows["label"]) == {"SimpleX · CCL · ES Y"}
     assert rows.set_index("metric")["reported"].to_dict() == {"recall@20": 0.0634, "ndcg@20": 0.0517}
-    runs = ex.group_runs("table2", "quick", tmp_path)
+    runs = cmp.group_runs("table2", "quick", tmp_path)
     assert runs[["early_stop", "loss_name", "device"]].iloc[0].tolist() == ["Y", "CCL", "fake-gpu"]
 
 
 def test_learning_curves_one_row_per_epoch_and_filter(tmp_path):
     fake_run(tmp_path, table3("mml", 2019), [(0.10, 0.08), (0.12, 0.09), (0.11, 0.10)])
     fake_run(tmp_path, table3("bsl", 2019, "yelp2018"), [(0.05, 0.04)])
-    curves = ex.learning_curves("table3", "quick", tmp_path)
+    curves = cmp.learning_curves("table3", "quick", tmp_path)
     assert len(curves) == 4
     mml = curves[curves.loss == "mml"]
     assert mml["epoch"].tolist() == [1, 2, 3] and mml["recall@20"].tolist() == [0.10, 0.12, 0.11]
     assert mml["train_loss"].tolist() == pytest.approx([1.0, 0.5, 1 / 3])
     assert set(mml["label"]) == {"MF · MML"} and set(mml["model_name"]) == {"MF"}
-    only = ex.learning_curves("table3", "quick", tmp_path, dataset="yelp2018")
+    only = cmp.learning_curves("table3", "quick", tmp_path, dataset="yelp2018")
     assert only["loss_name"].tolist() == ["BSL"]
     # MF + MML without early stop is a cell of Table 2 too (the key ignores the group); BSL is not.
-    assert set(ex.learning_curves("table2", "quick", tmp_path)["loss"]) == {"mml"}
-    assert ex.learning_curves("li2023", "quick", tmp_path).empty
+    assert set(cmp.learning_curves("table2", "quick", tmp_path)["loss"]) == {"mml"}
+    assert cmp.learning_curves("li2023", "quick", tmp_path).empty
 
 
 def test_seed_noise_hand_worked(tmp_path):
@@ -78,7 +82,7 @@ def test_seed_noise_hand_worked(tmp_path):
     for seed, r in ((2019, 0.10), (2020, 0.14)):
         fake_run(tmp_path, table3("mml", seed), [(r, 0.05)])
         fake_run(tmp_path, table3("bsl", seed), [(0.10, 0.05)])
-    noise = ex.seed_noise("quick", tmp_path)
+    noise = cmp.seed_noise("quick", tmp_path)
     row = noise[(noise.comparison == "table3: MML vs BSL") & (noise.dataset == "gowalla")
                 & (noise.metric == "recall@20")].iloc[0]
     assert row["seeds"] == 2 and row["label"] == "Table 3 MF: MML vs BSL · gowalla"
@@ -98,7 +102,7 @@ def test_seed_noise_hand_worked(tmp_path):
 def test_paper_table_formats_mean_std_and_rel_diff(tmp_path):
     for seed, r in ((2019, 0.17), (2020, 0.19)):
         fake_run(tmp_path, table3("mml", seed), [(r, 0.14)])
-    table = ex.compare("table3", "quick", tmp_path)["table"]
+    table = cmp.compare("table3", "quick", tmp_path)["table"]
     shown = paper_table(table, ["loss"])
     row = shown[(shown.loss == "mml") & (shown.dataset == "gowalla") & (shown.metric == "recall@20")].iloc[0]
     assert row["reproduced"] == "0.1800 ± 0.0141" and row["seeds"] == 2
@@ -109,13 +113,13 @@ def test_paper_table_formats_mean_std_and_rel_diff(tmp_path):
 
 
 def test_linear_results_reads_the_linear_folder(tmp_path):
-    assert ex.linear_results(tmp_path).empty
+    assert cmp.linear_results(tmp_path).empty
     for key, tau, recall in (("a", 0.0, 0.17), ("b", 0.05, 0.18)):
         config = {"dataset": "gowalla", "method": "ease", "lam": 80.0, "dim": None, "alpha": None, "reg": None,
                   "reg_exp": None, "epochs": None, "tau_plus": tau, "seed": 0, "profile": "quick", "device": "cpu"}
         atomic_write_json({"key": key, "config": config, "device": "cpu", "timings": {"fit_s": 2.0, "eval_s": 1.0},
                            "metrics": {"recall@20": recall, "ndcg@20": 0.1, "recall@50": 0.3, "ndcg@50": 0.2}},
                           tmp_path / "linear" / f"{key}.json")
-    frame = ex.linear_results(tmp_path)
+    frame = cmp.linear_results(tmp_path)
     assert frame["recall@20"].tolist() == [0.17, 0.18] and frame["debiased"].tolist() == [False, True]
     assert frame[["method", "lam", "tau_plus", "fit_s"]].iloc[1].tolist() == ["ease", 80.0, 0.05, 2.0]

@@ -1,56 +1,139 @@
-"""Results store: atomic writes, skip-if-stored, concurrent writers, the tidy frame."""
+"""Results store and runner: keyed by config and data, validated on read, never overwritten silently."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
 
-import mmlrepro.results as results_mod
-from mmlrepro.results import ResultsStore, atomic_write_json, load_results
-from mmlrepro.train import RunConfig
+import pytest
+
+import mmlrepro.runner as runner_mod
+from mmlrepro.config import RunConfig
+from mmlrepro.data import synthetic
+from mmlrepro.files import atomic_write_json
+from mmlrepro.results import ResultsStore, StoreError, load_results
+from mmlrepro.runner import derive_early_stop, run
 
 CONFIG = RunConfig(dataset="synthetic:200:300", loss="ccl", loss_params={"margin": 0.5, "neg_weight": 10.0},
                    n_negatives=10, batch_size=128, lr=1e-2, epochs=2, device="cpu")
+DATA = synthetic(200, 300)
+FP = DATA.fingerprint
+KEY = CONFIG.key(FP)
+
+
+def no_training(*args, **kwargs):
+    raise AssertionError("trained although the store holds the run")
 
 
 def test_second_call_returns_stored_result_without_training(tmp_path, monkeypatch):
     store = ResultsStore(tmp_path)
-    first = store.run(CONFIG, checkpoint_dir=tmp_path / "ckpt")
-    assert not first.from_store
-    path = store.path(CONFIG)
-    record = json.loads(path.read_text())
-    for field in ("config", "history", "best", "last", "timings", "device", "provenance", "key"):
+    first = run(CONFIG, store=store, checkpoint_dir=tmp_path / "ckpt")
+    assert not first.from_store and first.key == KEY
+    record = json.loads(store.path(KEY).read_text())
+    for field in ("schema", "key", "data_fingerprint", "config", "history", "best", "last", "timings", "device",
+                  "provenance"):
         assert field in record
+    assert record["data_fingerprint"] == FP and record["schema"] == 2 and record["per_user"] is True
     for field in ("torch", "mmlrepro", "git_commit", "time_utc"):
         assert record["provenance"][field]
+    per_user = store.per_user(KEY)
+    assert per_user is not None and abs(per_user.values["recall@20"].mean() - first.best["recall@20"]) < 1e-4
 
-    def no_training(*args, **kwargs):
-        raise AssertionError("trained although the store holds the run")
-
-    monkeypatch.setattr(results_mod, "train", no_training)
-    second = store.run(CONFIG)
-    assert second.from_store
-    assert second.history == first.history
-    assert second.best == first.best
+    monkeypatch.setattr(runner_mod, "train", no_training)
+    second = run(CONFIG, store=store)
+    assert second.from_store and second.history == first.history and second.best == first.best
 
 
-def test_force_retrains(tmp_path, monkeypatch):
+def test_a_run_on_other_data_with_the_same_name_is_not_served(tmp_path, monkeypatch):
+    """Defect 3: the store is keyed by the data's fingerprint, not the dataset's name."""
     store = ResultsStore(tmp_path)
-    store.run(CONFIG, checkpoint_dir=tmp_path / "ckpt")
+    run(CONFIG, store=store, dataset=DATA, checkpoint_dir=tmp_path / "ckpt")
+    other = synthetic(200, 300, seed=1)
+    trained = []
+    real_train = runner_mod.train
+    monkeypatch.setattr(runner_mod, "train", lambda c, **kw: trained.append(c) or real_train(c, **kw))
+    result = run(CONFIG, store=store, dataset=other, checkpoint_dir=tmp_path / "ckpt")
+    assert trained and not result.from_store and result.data_fingerprint == other.fingerprint
+    assert len(list(store.runs_dir.glob("*.json"))) == 2
+
+
+def test_a_checkpoint_is_never_resumed_on_other_data(tmp_path):
+    """Defect 3: a checkpoint is named by the key, data fingerprint included."""
+    from mmlrepro.train import train
+
+    config = CONFIG.replace(epochs=3)
+    other = synthetic(200, 300, seed=1)
+    clean = train(config, dataset=other, checkpoint_dir=tmp_path / "clean")
+
+    def kill(epoch, record):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train(config, dataset=DATA, checkpoint_dir=tmp_path / "ck", checkpoint_every_s=0, on_epoch_end=kill)
+    assert (tmp_path / "ck" / f"{config.key(FP)}.pt").exists()
+    seen = []
+    on_other = train(config, dataset=other, checkpoint_dir=tmp_path / "ck", on_epoch_end=lambda e, r: seen.append(e))
+    assert seen == [1, 2, 3]  # started over: the checkpoint of DATA was not taken
+    strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in h]  # noqa: E731
+    assert strip(on_other.history) == strip(clean.history)
+
+
+def test_force_retrains_and_sets_the_old_record_aside(tmp_path):
+    store = ResultsStore(tmp_path, log=None)
+    run(CONFIG, store=store, checkpoint_dir=tmp_path / "ckpt")
     epochs = []
-    result = store.run(CONFIG, force=True, checkpoint_dir=tmp_path / "ckpt",
-                       on_epoch_end=lambda e, r: epochs.append(e))
+    result = run(CONFIG, store=store, force=True, checkpoint_dir=tmp_path / "ckpt",
+                 on_epoch_end=lambda e, r: epochs.append(e))
     assert epochs == [1, 2] and not result.from_store
+    assert len(list((tmp_path / "set_aside").glob(f"{KEY}.*.json"))) == 1  # the old one is kept
+    with pytest.raises(StoreError, match="already holds"):
+        store.put(result)  # never replaced without being asked
+
+
+@pytest.mark.parametrize("content, why", [
+    ("not json {", "does not parse"),
+    ('{"schema": 2}', "lacks"),
+    ("[1, 2]", "not a JSON object"),
+])
+def test_a_bad_store_file_is_reported_treated_as_missing_and_set_aside(tmp_path, content, why):
+    lines = []
+    store = ResultsStore(tmp_path, log=lines.append)
+    store.runs_dir.mkdir(parents=True)
+    store.path(KEY).write_text(content)
+    assert store.get(CONFIG, FP) is None
+    assert any(why in line and str(store.path(KEY)) in line for line in lines)
+    assert store.records() == [] and len(store.problems()) == 1
+    result = run(CONFIG, store=store, checkpoint_dir=tmp_path / "ckpt")
+    assert not result.from_store and store.get(CONFIG, FP) is not None
+    assert any("moved to" in line for line in lines) and any((tmp_path / "set_aside").iterdir())
+
+
+def test_a_record_whose_content_belongs_to_another_config_is_not_served(tmp_path):
+    store = ResultsStore(tmp_path, log=None)
+    other = run(CONFIG.replace(seed=5), store=store, checkpoint_dir=tmp_path / "ckpt")
+    record = {**json.loads(store.path(other.key).read_text()), "key": KEY}  # another run under KEY's name
+    atomic_write_json(record, store.path(KEY))
+    assert store.get(CONFIG, FP) is None
+    assert "another key" in dict((p.stem, w) for p, w in store.problems())[KEY]
+
+
+def test_an_old_schema_store_must_be_migrated_before_training(tmp_path, monkeypatch):
+    store = ResultsStore(tmp_path, log=None)
+    atomic_write_json({}, store.runs_dir / f"{KEY}.json")  # a record without a schema is of schema 1
+    assert store.get(CONFIG, FP) is None and "schema 1" in store.problems()[0][1]
+    monkeypatch.setattr(runner_mod, "train", no_training)
+    with pytest.raises(StoreError, match="mmlrepro migrate"):
+        run(CONFIG, store=store)
 
 
 def test_load_results_is_tidy(tmp_path):
-    store = ResultsStore(tmp_path)
-    result = store.run(CONFIG, checkpoint_dir=tmp_path / "ckpt")
+    result = run(CONFIG, results_dir=tmp_path, checkpoint_dir=tmp_path / "ckpt")
     frame = load_results(tmp_path)
     assert len(frame) == 1
     row = frame.iloc[0]
-    assert row["key"] == CONFIG.key() and row["loss"] == "ccl" and row["n_negatives"] == 10
-    assert row["recall@20"] == result.best["recall@20"]
+    assert row["key"] == KEY and row["loss"] == "ccl" and row["n_negatives"] == 10 and row["data_fingerprint"] == FP
+    assert row["recall@20"] == result.best["recall@20"] and row["per_user"]
     assert row["hp_neg_weight"] == 10.0
     assert row["best_epoch"] == result.best["epoch"]
 
@@ -72,27 +155,33 @@ def test_concurrent_writers_never_corrupt(tmp_path):
 
 def test_failed_write_leaves_nothing(tmp_path):
     path = tmp_path / "runs" / "bad.json"
-    try:
+    with pytest.raises(TypeError):
         atomic_write_json({"x": object()}, path)
-    except TypeError:
-        pass
     assert not path.exists() and list(path.parent.iterdir()) == []
 
 
 def test_early_stop_run_is_read_off_its_stored_paper_twin(tmp_path, monkeypatch):
     store = ResultsStore(tmp_path)
     paper_config = CONFIG.replace(epochs=4, patience=1, min_delta=1.0)  # no epoch improves by 1.0
-    paper = store.run(paper_config, checkpoint_dir=tmp_path / "ckpt")
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("trained although the paper twin is stored")
-
-    monkeypatch.setattr(results_mod, "train", no_training)
+    paper = run(paper_config, store=store, checkpoint_dir=tmp_path / "ckpt")
+    monkeypatch.setattr(runner_mod, "train", no_training)
     early = paper_config.replace(selection="early_stop")  # so it stops after epoch 2
-    result = store.run(early)
+    result = run(early, store=store)
     assert [r["epoch"] for r in result.history] == [1, 2] and result.stopped_early
     assert result.history == paper.history[:2]
-    record = json.loads(store.path(early).read_text())
-    assert record["provenance"]["derived_from"] == paper.config.key()
-    assert load_results(tmp_path).set_index("key").loc[early.key(), "derived_from"] == paper.config.key()
-    assert store.derive_early_stop(CONFIG.replace(seed=99, selection="early_stop")) is None  # no twin stored
+    record = json.loads(store.path(early.key(FP)).read_text())
+    assert record["provenance"]["derived_from"] == paper.key
+    assert load_results(tmp_path).set_index("key").loc[early.key(FP), "derived_from"] == paper.key
+    assert derive_early_stop(store, CONFIG.replace(seed=99, selection="early_stop"), FP) is None  # no twin stored
+
+
+def test_unwritable_outputs_fail_before_any_data_is_loaded(tmp_path, monkeypatch):
+    """Issue 15: a results dir or checkpoint dir that is a file fails before compute, writing nothing."""
+    monkeypatch.setattr(runner_mod, "load_run_dataset", no_training)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="results store"):
+        run(CONFIG, results_dir=blocker)
+    with pytest.raises(ValueError, match="checkpoint folder"):
+        run(CONFIG, results_dir=tmp_path / "store", checkpoint_dir=blocker / "ck")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]

@@ -8,18 +8,17 @@ import sys
 import pytest
 import torch
 
+import mmlrepro.step as step_mod
 import mmlrepro.train as train_mod
+from mmlrepro.check import compare_steps
+from mmlrepro.config import RunConfig
 from mmlrepro.data import synthetic
 from mmlrepro.losses import get_loss
 from mmlrepro.metrics import evaluate
-from mmlrepro.train import (
-    NonFiniteLossError,
-    RunConfig,
-    batch_loss,
-    build_model,
-    compare_steps,
-    train,
-)
+from mmlrepro.step import batch_loss
+from mmlrepro.train import NonFiniteLossError, RunInterrupted, build_model, train
+
+SYNTHETIC_FP = synthetic(300, 400).fingerprint  # the data of small_config()
 
 CCL = {"margin": 0.5, "neg_weight": 10.0}
 
@@ -42,7 +41,7 @@ def test_trainer_learns_well_above_untrained(tmp_path):
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     assert result.best == max(result.history, key=lambda r: r["recall@20"])
     assert result.timings["train_s"] > 0 and result.timings["eval_s"] > 0
-    assert not (tmp_path / f"{config.key()}.pt").exists()  # removed once the run completes
+    assert not (tmp_path / f"{config.key(SYNTHETIC_FP)}.pt").exists()  # removed once the run completes
 
 
 def test_same_seed_same_metrics_and_other_seed_differs(tmp_path):
@@ -62,9 +61,9 @@ def test_resume_after_kill_gives_identical_metrics(tmp_path):
         if epoch == 2:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RunInterrupted, match="checkpoint of epoch 2 is kept"):
         train(config, checkpoint_dir=tmp_path / "killed", checkpoint_every_s=0, on_epoch_end=kill)
-    assert (tmp_path / "killed" / f"{config.key()}.pt").exists()
+    assert (tmp_path / "killed" / f"{config.key(SYNTHETIC_FP)}.pt").exists()
     seen = []
     resumed = train(config, checkpoint_dir=tmp_path / "killed", checkpoint_every_s=0,
                     on_epoch_end=lambda e, r: seen.append(e))
@@ -91,7 +90,7 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path, monke
         train(config, checkpoint_dir=tmp_path, checkpoint_every_s=0)
     epoch, step = divmod(5 - 1, steps_per_epoch)
     assert f"epoch {epoch + 1}, step {step + 1}" in str(err.value)
-    assert (tmp_path / f"{config.key()}.pt").exists() == (epoch >= 1)
+    assert (tmp_path / f"{config.key(SYNTHETIC_FP)}.pt").exists() == (epoch >= 1)
     assert (f"the last checkpoint (epoch {epoch})" if epoch >= 1 else "no checkpoint was written") in str(err.value)
 
 
@@ -126,9 +125,10 @@ def test_negative_checkpoint_interval_is_refused_before_any_data_is_loaded(tmp_p
 def test_early_stopping_stops_at_the_right_epoch(tmp_path, monkeypatch):
     sequence = iter([0.10, 0.20, 0.20, 0.15, 0.19, 0.30, 0.40])
 
-    def scripted(model, dataset, ks=(20, 50), **kw):
+    def scripted(model, dataset, ks=(20, 50), per_user=False, **kw):
         v = next(sequence)
-        return {"recall@20": v, "ndcg@20": v, "recall@50": v, "ndcg@50": v}
+        metrics = {"recall@20": v, "ndcg@20": v, "recall@50": v, "ndcg@50": v}
+        return (metrics, None) if per_user else metrics
 
     monkeypatch.setattr(train_mod, "evaluate", scripted)
     result = train(small_config(epochs=7, selection="early_stop"), checkpoint_dir=tmp_path)
@@ -140,9 +140,10 @@ def test_early_stopping_stops_at_the_right_epoch(tmp_path, monkeypatch):
 def test_lr_reduce_cuts_lr_on_non_improving_epochs(tmp_path, monkeypatch):
     sequence = iter([0.1, 0.2, 0.15, 0.25])
 
-    def scripted(model, dataset, ks=(20, 50), **kw):
+    def scripted(model, dataset, ks=(20, 50), per_user=False, **kw):
         v = next(sequence)
-        return {"recall@20": v, "ndcg@20": v, "recall@50": v, "ndcg@50": v}
+        metrics = {"recall@20": v, "ndcg@20": v, "recall@50": v, "ndcg@50": v}
+        return (metrics, None) if per_user else metrics
 
     monkeypatch.setattr(train_mod, "evaluate", scripted)
     result = train(small_config(epochs=4, lr_reduce=True, lr=1e-3), checkpoint_dir=tmp_path)
@@ -173,13 +174,13 @@ def test_runconfig_rejects_bad_values(bad, word):
 def test_key_is_stable_across_processes_and_ignores_device_and_group():
     config = small_config(loss="mml", loss_params={"margins": [0.7, 0.9], "weights": [0.2, 0.8],
                                                    "pos_weight": 1.0, "neg_weight": 100.0})
-    code = ("from mmlrepro.train import RunConfig; print(RunConfig(dataset='synthetic:300:400', loss='mml', "
+    code = ("from mmlrepro.config import RunConfig; print(RunConfig(dataset='synthetic:300:400', loss='mml', "
             "loss_params={'neg_weight': 100.0, 'pos_weight': 1.0, 'weights': [0.2, 0.8], 'margins': [0.7, 0.9]}, "
             "n_negatives=20, batch_size=128, lr=1e-2, epochs=3, reg_lambda=1e-6, device='cuda', seed=7, "
-            "group='x').key())")
+            f"group='x').key({SYNTHETIC_FP!r}))")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert other == config.key()
-    assert config.key() != config.replace(seed=8).key()
+    assert other == config.key(SYNTHETIC_FP)
+    assert config.key(SYNTHETIC_FP) != config.replace(seed=8).key(SYNTHETIC_FP)
     assert RunConfig.from_dict(config.to_dict()) == config
 
 
@@ -256,8 +257,87 @@ def test_batch_penalty_equals_the_gathered_rows_form_in_value_and_gradient():
     gathered = 1e-3 * (model.user_emb[users].pow(2).sum() + model.item_emb[pos].pow(2).sum()
                        + model.item_emb[neg].pow(2).sum()) / (2 * 64)
     expected = torch.autograd.grad(gathered, [model.user_emb, model.item_emb])
-    value = train_mod.batch_penalty(model, users, pos, neg, 1e-3)
+    value = step_mod.batch_penalty(model, users, pos, neg, 1e-3)
     grads = torch.autograd.grad(value, [model.user_emb, model.item_emb])
     assert value.item() == pytest.approx(gathered.item(), rel=1e-12)
     for got, want in zip(grads, expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-18)
+
+
+def test_select_best_is_the_min_delta_rule():
+    history = [{"epoch": e, "recall@20": v} for e, v in enumerate([0.1, 0.1000005, 0.2, 0.19, 0.2000001], 1)]
+    assert train_mod.select_best(history, "recall@20", 1e-6) == 2  # 0.1000005 and 0.2000001 are no improvement
+    assert train_mod.select_best(history, "recall@20", 0.0) == 4
+
+
+def _scripted_with_weights(values, seen):
+    """An evaluate() that returns ``values`` in turn and records the weights it was called with."""
+    sequence = iter(values)
+
+    def scripted(model, dataset, ks=(20, 50), per_user=False, **kw):
+        seen.append(model.user_emb.detach().clone())
+        v = next(sequence)
+        metrics = {"recall@20": v, "ndcg@20": v, "recall@50": v, "ndcg@50": v}
+        return (metrics, None) if per_user else metrics
+    return scripted
+
+
+def test_honest_mode_tests_the_weights_of_the_epoch_it_reports(tmp_path, monkeypatch):
+    """Defect 5: epoch 2 beats epoch 1 by less than min_delta, so epoch 1 is reported and tested."""
+    seen = []
+    monkeypatch.setattr(train_mod, "evaluate", _scripted_with_weights([0.1, 0.1000005, 0.05, 0.3], seen))
+    result = train(small_config(epochs=3, selection="honest"), checkpoint_dir=tmp_path)
+    assert result.best["epoch"] == 1
+    assert torch.equal(seen[-1], seen[0]) and not torch.equal(seen[-1], seen[1])  # the test used epoch 1's weights
+
+
+def test_lr_reduce_reloads_the_weights_of_the_selected_epoch(tmp_path, monkeypatch):
+    """Defect 5: lr_reduce's reload follows the same rule (epoch 2 is no improvement: back to epoch 1)."""
+    seen = []
+    monkeypatch.setattr(train_mod, "evaluate", _scripted_with_weights([0.1, 0.1000005, 0.2], seen))
+    result = train(small_config(epochs=3, lr_reduce=True, lr=1e-3), checkpoint_dir=tmp_path)
+    assert [r["lr"] for r in result.history] == pytest.approx([1e-3, 1e-3, 1e-4])
+    assert result.best["epoch"] == 3
+
+
+def test_exclude_positives_goes_through_the_one_sampler_and_changes_the_run(tmp_path, monkeypatch):
+    """Defect 2: negatives come from sampling.sample_negatives; with exclude_positives none is a train item."""
+    import mmlrepro.sampling as sampling
+
+    data = synthetic(300, 400)
+    positives = {(u, i) for u, i in zip(data.train_users().tolist(), data.train_items().tolist(), strict=True)}
+    drawn = []
+
+    def recording(*args, **kwargs):
+        neg = sampling.sample_negatives(*args, **kwargs)
+        drawn.append((kwargs.get("users"), neg, kwargs.get("exclude") is not None))
+        return neg
+
+    monkeypatch.setattr(train_mod, "sample_negatives", recording)
+    excluded = train(small_config(epochs=1, exclude_positives=True), checkpoint_dir=tmp_path)
+    assert drawn and all(flag for _, _, flag in drawn)
+    hits = sum((u, i) in positives for users, neg, _ in drawn for u, row in zip(users.tolist(), neg.tolist(),
+                                                                                   strict=True) for i in row)
+    assert hits == 0
+    drawn.clear()
+    plain = train(small_config(epochs=1), checkpoint_dir=tmp_path)
+    assert drawn and not any(flag for _, _, flag in drawn)
+    assert excluded.history[0]["loss"] != plain.history[0]["loss"]
+
+
+def test_a_broken_checkpoint_is_set_aside_and_the_run_starts_over(tmp_path):
+    config = small_config(epochs=2)
+    path = tmp_path / f"{config.key(SYNTHETIC_FP)}.pt"
+    path.write_bytes(b"garbage")
+    lines = []
+    result = train(config, checkpoint_dir=tmp_path, log=lines.append)
+    assert len(result.history) == 2 and any("is broken" in line and str(path) in line for line in lines)
+    assert len(list(tmp_path.glob("*.set-aside-*"))) == 1 and not path.exists()
+
+
+def test_per_user_values_of_the_selected_epoch_come_with_the_result(tmp_path):
+    result = train(small_config(epochs=3), checkpoint_dir=tmp_path)
+    for metric in ("recall@20", "ndcg@20", "recall@50", "ndcg@50"):
+        assert result.per_user.values[metric].mean() == pytest.approx(result.best[metric], rel=1e-5)
+    honest = train(small_config(epochs=2, selection="honest"), checkpoint_dir=tmp_path)
+    assert honest.per_user.values["recall@20"].mean() == pytest.approx(honest.test["recall@20"], rel=1e-5)

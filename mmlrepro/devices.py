@@ -1,0 +1,58 @@
+"""Which device a run uses, checked before any data is loaded (SPEC §3; issue 15).
+
+``"auto"`` is CUDA when present, else the CPU. Only devices that work are accepted: ``cpu`` and
+``cuda[:i]`` of a visible GPU. ``mps`` is refused: evaluation ranks in float64 and the trainer
+relies on sparse row gradients, neither of which MPS supports.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class DeviceError(ValueError):
+    """A device that does not exist here or that the package does not support."""
+
+
+def check_device_name(device: object) -> str:
+    """``device`` if it is a well-formed device name the package supports, else ValueError."""
+    if not isinstance(device, str) or not _DEVICE.match(device):
+        hint = " (MPS lacks float64 and sparse gradients)" if isinstance(device, str) and device.startswith("mps") else ""
+        raise DeviceError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}{hint}")
+    return device
+
+
+def resolve_device(device: str) -> torch.device:
+    """The ``torch.device`` of ``device``; :class:`DeviceError` when it is not available here."""
+    check_device_name(device)
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r} asked for, but no CUDA GPU is available "
+                              "(torch.cuda.is_available() is False); use --device cpu")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {device!r} asked for, but only {torch.cuda.device_count()} "
+                              "CUDA GPU(s) are visible")
+    return resolved
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model with the number of threads torch uses."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu} ({torch.get_num_threads()} threads)"

@@ -1,0 +1,231 @@
+"""Train what the store lacks: one run, or the planned runs of whole groups (issue 14).
+
+The flow is one way: :func:`run` looks a config up in the store (by its key on the data actually
+loaded), reads an early-stopped run off its stored twin, or trains it and stores it;
+:func:`run_missing` does that for the catalogue's plan. Every output location and the device are
+checked, and the data loaded, before the first step, so a run never trains and then fails to
+save. The settings of what is about to be trained are printed first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from mmlrepro.catalogue import DATASETS, catalogue_key, plan
+from mmlrepro.config import RunConfig
+from mmlrepro.data import KNOWN_FINGERPRINTS, Dataset
+from mmlrepro.devices import resolve_device
+from mmlrepro.files import check_writable
+from mmlrepro.results import ResultsStore, RunResult, default_results_dir, provenance
+from mmlrepro.train import default_checkpoint_dir, early_stop_from_history, load_run_dataset, train
+
+
+def _stdout(line: str) -> None:
+    print(line, flush=True)
+
+
+def derive_early_stop(store: ResultsStore, config: RunConfig, data_fingerprint: str) -> RunResult | None:
+    """Store and return ``config``'s early-stopped run read off its stored ``paper`` twin.
+
+    ``None`` when ``config`` is not an ``early_stop`` run without ``lr_reduce`` or the store
+    lacks the twin. See :func:`mmlrepro.train.early_stop_from_history` for why this equals
+    training it; the provenance names the twin (``derived_from``) and keeps its provenance.
+    """
+    if config.selection != "early_stop" or config.lr_reduce:
+        return None
+    twin = store.get(config.replace(selection="paper"), data_fingerprint)
+    if twin is None:
+        return None
+    result = early_stop_from_history(twin, config)
+    result.provenance = {**provenance(), "derived_from": twin.key, "twin_provenance": twin.provenance}
+    store.put(result)
+    return result
+
+
+def run_key(config: RunConfig, data_dir: str | None = None, dataset: Dataset | None = None) -> str:
+    """The key ``config`` has on its data as loaded here (``dataset``, or ``config.dataset``)."""
+    source = dataset if dataset is not None else load_run_dataset(config, data_dir)
+    return config.key(source.fingerprint)
+
+
+def _check_outputs(store: ResultsStore, checkpoint_dir: str | Path | None, device: str | None) -> None:
+    """Everything a run writes, and its device, checked before any data is loaded (issue 15)."""
+    if device is not None:
+        resolve_device(device)
+    store.check_writable()
+    check_writable(checkpoint_dir or default_checkpoint_dir(), "checkpoint folder")
+    store.require_current_schema()
+
+
+def _data_note(config: RunConfig, source: Dataset) -> str:
+    known = KNOWN_FINGERPRINTS.get(config.dataset)
+    if known is None or known == source.fingerprint:
+        return ""
+    return (f"note: {config.dataset} as loaded (fingerprint {source.fingerprint}) is not the LightGCN "
+            f"split (fingerprint {known}): its runs are stored under their own keys, and the report, "
+            "which shows the paper's data, leaves them out")
+
+
+def _save(store: ResultsStore, result: RunResult, replace: bool) -> None:
+    """Store a finished run; if that fails after all, keep it in a rescue file and say where."""
+    try:
+        store.put(result, replace=replace)
+    except BaseException as err:
+        import tempfile
+
+        from mmlrepro.files import atomic_write_json
+
+        rescue = Path(tempfile.gettempdir()) / f"mmlrepro-rescued-{result.key}.json"
+        atomic_write_json(result.to_dict(), rescue)
+        raise type(err)(f"{err} (the finished run is kept in {rescue})") from err
+
+
+def run(config: RunConfig, *, results_dir: str | Path | None = None, store: ResultsStore | None = None,
+        dataset: Dataset | None = None, data_dir: str | None = None, force: bool = False,
+        log: Callable[[str], None] | None = _stdout, **train_kwargs: Any) -> RunResult:
+    """The stored result of ``config`` on its data, or train it, store it and return it.
+
+    ``dataset`` is the run's source data (default: loaded from ``config.dataset``); the key
+    includes its fingerprint, so a stored run of other data is never served. With ``force`` the
+    run is trained again and replaces the stored one (which is set aside, not deleted).
+    """
+    log = log or (lambda line: None)
+    store = store or ResultsStore(results_dir)
+    _check_outputs(store, train_kwargs.get("checkpoint_dir"), config.device)
+    source = dataset if dataset is not None else load_run_dataset(config, data_dir)
+    fingerprint = source.fingerprint
+    if not force:
+        stored = store.get(config, fingerprint)
+        if stored is not None:
+            return stored
+        derived = derive_early_stop(store, config, fingerprint)
+        if derived is not None:
+            return derived
+    if note := _data_note(config, source):
+        log(note)
+    log(f"training {config.label()} #{config.key(fingerprint)}: {config.settings()}")
+    result = train(config, dataset=source, **train_kwargs)
+    _save(store, result, replace=force)
+    return result
+
+
+def missing_runs(groups: Iterable[str], profile: str, n_seeds: int,
+                 results_dir: str | Path | None = None,
+                 datasets: Iterable[str] = DATASETS) -> list[RunConfig]:
+    """The planned runs the store does not hold yet, on the paper's data (no data is loaded)."""
+    store = ResultsStore(results_dir)
+    held = {r["key"] for r in store.records()}
+    return [c for c in plan(groups, profile, n_seeds, datasets) if catalogue_key(c) not in held]
+
+
+def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
+                results_dir: str | Path | None = None, datasets: Iterable[str] = DATASETS,
+                device: str | None = None, data_dir: str | None = None,
+                max_minutes: float | None = None,
+                log: Callable[[str], None] | None = _stdout) -> list[RunConfig]:
+    """Train the planned runs the store lacks, in plan order, logging progress and ETA.
+
+    Outputs and the device are checked and every dataset involved is loaded first, so a missing
+    dataset or an unwritable store fails before any training. An early-stopped ("Y") run whose
+    "N" twin is stored is read off the twin's history instead of trained (:func:`derive_early_stop`);
+    the plan puts the "N" runs first. With ``max_minutes``, no run is started once the elapsed
+    time plus the mean time of the runs done so far would pass the budget (for lent GPUs with a
+    per-call limit). Returns the configs that were trained.
+    """
+    log = log or (lambda line: None)
+    if max_minutes is not None and not max_minutes >= 0:  # 0: only the first run
+        raise ValueError(f"max_minutes must be >= 0, got {max_minutes}")
+    groups, datasets = list(groups), list(datasets)
+    store = ResultsStore(results_dir)
+    _check_outputs(store, None, device)
+    if "linear" in groups:
+        groups.remove("linear")
+        run_linear_group(profile, results_dir=results_dir, datasets=datasets, device=device,
+                         data_dir=data_dir, log=log)
+    if not groups:
+        return []
+    runs = plan(groups, profile, n_seeds, datasets)
+    sources = {name: load_run_dataset(runs[0].replace(dataset=name), data_dir)
+               for name in sorted({c.dataset for c in runs})}
+    for config in runs[:1] + [c for c in runs if c.dataset != runs[0].dataset][:1]:
+        if note := _data_note(config, sources[config.dataset]):
+            log(note)
+    todo = [c for c in runs if not store.contains(c, sources[c.dataset].fingerprint)
+            and derive_early_stop(store, c, sources[c.dataset].fingerprint) is None]
+    log(f"{len(runs)} runs planned for {', '.join(groups)} [{profile}], "
+        f"{len(runs) - len(todo)} already in {store.root} (early-stopped ones read off their "
+        f"stored twins included), {len(todo)} to run")
+    start = time.perf_counter()
+    done: list[RunConfig] = []
+    for i, config in enumerate(todo, 1):
+        elapsed = time.perf_counter() - start
+        if max_minutes is not None and done and elapsed + elapsed / len(done) > max_minutes * 60:
+            log(f"time budget of {max_minutes} min reached: {len(todo) - len(done)} runs left for later")
+            break
+        if device:
+            config = config.replace(device=device)
+        result = run(config, store=store, dataset=sources[config.dataset], log=log)
+        done.append(config)
+        elapsed = time.perf_counter() - start
+        eta = elapsed / i * (len(todo) - i)
+        log(f"[{i}/{len(todo)}] {config.label()}: recall@20 {result.best['recall@20']:.4f} "
+            f"ndcg@20 {result.best['ndcg@20']:.4f} (best epoch {result.best['epoch']}) "
+            f"| {elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min")
+    return done
+
+
+# --------------------------------------------------------------------------------------------
+# the linear group (Li et al.: EASE and iALS, biased vs debiased; issue 7)
+
+
+def run_linear_group(profile: str, *, results_dir: str | Path | None = None,
+                     datasets: Iterable[str] = DATASETS, device: str | None = None,
+                     data_dir: str | None = None, log: Callable[[str], None] | None = _stdout) -> int:
+    """Fit the EASE / iALS runs of :func:`mmlrepro.linear.linear_grid` that
+    ``results/linear/`` lacks; returns how many were fitted."""
+    from mmlrepro.linear import (
+        ease_priors,
+        linear_dataset,
+        linear_grid,
+        linear_result,
+        run_linear,
+        save_linear_result,
+    )
+
+    root = Path(results_dir) if results_dir is not None else default_results_dir()
+    grid = [c for c in linear_grid("quick" if profile == "smoke" else profile) if c.dataset in set(datasets)]
+    todo = [c.replace(device=device) if device else c for c in grid
+            if not (root / "linear" / f"{c.key()}.json").exists()]
+    if log:
+        log(f"linear [{profile}]: {len(grid)} runs planned, {len(todo)} to run")
+    done = 0
+
+    def record(config, result) -> None:
+        nonlocal done
+        save_linear_result(result, root / "linear")
+        done += 1
+        if log:
+            log(f"[linear {done}/{len(todo)}] {config.label()}: recall@20 {result['metrics']['recall@20']:.4f}")
+
+    # EASE: one inversion per (dataset, λ), shared by its priors τ⁺ (mmlrepro.linear.ease_priors)
+    families: dict[tuple, list] = {}
+    for config in todo:
+        if config.method == "ease":
+            families.setdefault((config.dataset, config.profile, config.lam, config.device), []).append(config)
+    for configs in families.values():
+        dataset = linear_dataset(configs[0], data_dir)
+        start = time.perf_counter()
+        models = ease_priors(dataset, configs[0].lam, [c.tau_plus for c in configs], device=configs[0].device)
+        for config, model in zip(configs, models, strict=True):
+            result = linear_result(config, dataset, model, time.perf_counter() - start)
+            result["timings"]["inverse_shared"] = config is not configs[0]
+            del model   # before the next prior's copy: at most two n_items² matrices
+            record(config, result)
+            start = time.perf_counter()
+    for config in todo:
+        if config.method != "ease":
+            record(config, run_linear(config, data_dir=data_dir))
+    return len(todo)

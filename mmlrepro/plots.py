@@ -707,8 +707,8 @@ class MarginExplorer:
     (:func:`mmlrepro.geometry.explorer_values`: CCL's w = 150, MML's w_neg = 700, ...) and
     disables the sliders that do not apply to it (:data:`mmlrepro.geometry.EXPLORER_CONTROLS`);
     each change redraws the figure once into ``output``, on one colour scale for every loss.
-    Display ``widget``; ``figure`` is the last figure drawn and ``draws`` counts them. Needs
-    ipywidgets (the ``notebooks`` extra).
+    Display it (or its ``widget``); ``figure`` is the last figure drawn and ``draws`` counts
+    them. Needs ipywidgets (the ``notebooks`` extra).
     """
 
     LABELS = {"m1": "margin m1", "m2": "margin m2", "m3": "margin m3", "w1": "weight w1",
@@ -739,6 +739,14 @@ class MarginExplorer:
             widgets.HBox([widgets.VBox([self.sliders[n] for n in c]) for c in columns]),
             self.output])
         self.redraw()
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        """The widget's bundle, with a plain-text fallback that tells a reader of the saved
+        notebook (GitHub, an unrun JupyterLab) what is there instead of the widget's repr."""
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs))
+        bundle["text/plain"] = ("[margin explorer: sliders over the figure above; run the "
+                                "notebook in JupyterLab to use them]")
+        return bundle
 
     def _slider(self, widgets, name: str):
         common = {"description": self.LABELS[name], "continuous_update": False}

@@ -239,6 +239,9 @@ def test_margin_explorer_widget_resets_disables_and_redraws():
     ex.loss.value = "mml"
     assert ex.values()["w_neg"] == 700.0 and ex.draws == 6
     assert plots.figure_png(ex.figure)[:8] == b"\x89PNG\r\n\x1a\n"
+    bundle = ex._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/plain"].startswith("[margin explorer")  # what an unrun notebook shows
 
 
 def test_active_share_figure():

@@ -30,6 +30,18 @@ LOSS_KINDS = ("contrastive", "ccl", "triplet", "mml")
 LOSS_TITLES = {"contrastive": "Contrastive", "ccl": "CCL", "triplet": "Triplet / hinge",
                "mml": "MML"}
 
+# The sliders of notebook 01's explorer and the loss settings each one applies to: m3 is the
+# single margin of CCL and the hinge (the paper's m = 0.9, MML's top margin), s⁺ only moves the
+# hinge's threshold, w_neg is MML's w_neg, CCL's w and the contrastive toy's w.
+EXPLORER_SLIDERS = ("m1", "m2", "m3", "w1", "w2", "w3", "w_neg", "s_pos")
+EXPLORER_CONTROLS: Mapping[str, tuple[str, ...]] = {
+    "mml": ("m1", "m2", "m3", "w1", "w2", "w3", "w_neg"),
+    "ccl": ("m3", "w_neg"),
+    "triplet": ("m3", "s_pos"),
+    "contrastive": ("w_neg",),
+}
+S_POS = 0.8  # the toy positive's score [assumed]
+
 # The losses compared on a real model (SPEC §8, Gowalla): label -> (margins, weights).
 ACTIVE_SHARE_LOSSES: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "CCL (m = 0.9)": ((0.9,), (1.0,)),
@@ -77,6 +89,83 @@ def equivalent_mml(loss: str, margins: Sequence[float], weights: Sequence[float]
     return (-1.0,), (1.0,), float(neg_weight)
 
 
+def paper_setting(loss: str, dataset: str = "gowalla") -> dict:
+    """``{"margins", "weights", "neg_weight"}`` of ``loss`` on ``dataset`` as the paper runs it
+    (SPEC §8, MF; from :func:`mmlrepro.experiments.loss_params`), in :func:`equivalent_mml`'s
+    arguments: MML its margins, weights and w_neg (700 Gowalla, 400 Yelp2018); CCL m = 0.9 and
+    its own w = 150 (not MML's w_neg); the hinge m = 0.9 (weight 1: a plain mean over the
+    negatives); the contrastive toy w = 1 [assumed: an unweighted push, like the hinge]."""
+    from mmlrepro.experiments import loss_params
+
+    kind = check_loss_kind(loss)
+    if kind == "mml":
+        p = loss_params("mml", dataset)
+        return {"margins": tuple(p["margins"]), "weights": tuple(p["weights"]),
+                "neg_weight": float(p["neg_weight"])}
+    if kind == "ccl":
+        p = loss_params("ccl", dataset, "mf")
+        return {"margins": (float(p["margin"]),), "weights": (1.0,),
+                "neg_weight": float(p["neg_weight"])}
+    if kind == "triplet":
+        return {"margins": (float(loss_params("hinge", dataset)["margin"]),), "weights": (1.0,),
+                "neg_weight": 1.0}
+    return {"margins": (-1.0,), "weights": (1.0,), "neg_weight": 1.0}
+
+
+def max_weight(loss: str, margins: Sequence[float], weights: Sequence[float],
+               neg_weight: float, s_pos: float = S_POS) -> float:
+    """The largest gradient weight N·∂L/∂s⁻ ``loss`` gives any negative: w_neg·Σ_k w_k of its
+    :func:`equivalent_mml` penalty (the slope above its top threshold)."""
+    _, eq_weights, eq_w = equivalent_mml(loss, margins, weights, neg_weight, s_pos)
+    return float(eq_w * sum(eq_weights))
+
+
+def shared_weight_max(losses: Sequence[str] = LOSS_KINDS, dataset: str = "gowalla") -> float:
+    """Top of the colour scale shared by every margin-geometry panel: the largest
+    :func:`max_weight` over ``losses`` at their :func:`paper_setting` (700, MML's on Gowalla)."""
+    return max(max_weight(k, **paper_setting(k, dataset)) for k in losses)
+
+
+def explorer_values(loss: str, dataset: str = "gowalla") -> dict[str, float]:
+    """Every explorer slider (:data:`EXPLORER_SLIDERS`) at ``loss``'s :func:`paper_setting`:
+    the sliders that apply to it (:data:`EXPLORER_CONTROLS`) carry its values, the others MML's
+    (they are disabled). The explorer has three margin sliders, so ``dataset`` is one whose MML
+    has at most three margins (Gowalla)."""
+    kind = check_loss_kind(loss)
+    mml = paper_setting("mml", dataset)
+    if len(mml["margins"]) > 3:
+        raise ValueError(f"the explorer has 3 margin sliders; MML on {dataset} has "
+                         f"{len(mml['margins'])} margins")
+    values = {f"m{k + 1}": m for k, m in enumerate(mml["margins"])}
+    values |= {f"w{k + 1}": w for k, w in enumerate(mml["weights"])}
+    values |= {"w_neg": mml["neg_weight"], "s_pos": S_POS}
+    own = paper_setting(kind, dataset)
+    if kind in ("ccl", "triplet"):
+        values["m3"] = own["margins"][0]
+    if kind != "triplet":
+        values["w_neg"] = own["neg_weight"]
+    return {name: float(values[name]) for name in EXPLORER_SLIDERS}
+
+
+def explorer_settings(loss: str, values: Mapping[str, float]
+                      ) -> tuple[tuple[float, ...], tuple[float, ...], float, float]:
+    """``(margins, weights, neg_weight, s_pos)`` the explorer draws ``loss`` with, from the
+    slider ``values``, reading only the sliders that apply to it (:data:`EXPLORER_CONTROLS`):
+    MML's three margins sorted and merged (:func:`merge_margins`), CCL and the hinge the one
+    margin m3, the contrastive toy no margin; s⁺ is the default unless the loss is the hinge."""
+    kind = check_loss_kind(loss)
+    s_pos = float(values["s_pos"]) if kind == "triplet" else S_POS
+    if kind == "mml":
+        margins, weights = merge_margins([values[f"m{k}"] for k in (1, 2, 3)],
+                                         [values[f"w{k}"] for k in (1, 2, 3)])
+    elif kind == "contrastive":
+        margins, weights = (-1.0,), (1.0,)
+    else:
+        margins, weights = (float(values["m3"]),), (1.0,)
+    neg_weight = 1.0 if kind == "triplet" else float(values["w_neg"])
+    return margins, weights, neg_weight, s_pos
+
+
 def penalty_and_slope(similarity: np.ndarray, margins: Sequence[float], weights: Sequence[float],
                       neg_weight: float, n_negatives: int) -> tuple[np.ndarray, np.ndarray]:
     """Penalty and slope of one negative: :func:`mmlrepro.losses.penalty_curve` on NumPy."""
@@ -104,6 +193,15 @@ def threshold_label(loss: str, k: int, margin: float, weight: float) -> str:
     if kind == "ccl":
         return f"m = {margin:.2f}"
     return f"m{k + 1} = {margin:.2f} (w {weight:.2f})"
+
+
+def weight_label(loss: str, neg_weight: float) -> str:
+    """The weight a panel title names: ``" (w_neg 700)"`` (MML), ``" (w 150)"`` (CCL, the
+    contrastive toy), ``""`` for the hinge (no weight)."""
+    kind = check_loss_kind(loss)
+    if kind == "triplet":
+        return ""
+    return f" ({'w_neg' if kind == 'mml' else 'w'} {neg_weight:.4g})"
 
 
 def negative_cloud(n: int, seed: int = 0, hard_share: float = 0.5,

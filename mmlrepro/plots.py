@@ -12,12 +12,26 @@ Figures:
 - the real-model measurement of active negatives: :func:`plot_active_share`;
 - the data (SPEC §2): :func:`plot_distributions`;
 - generic result figures for the table notebooks: :func:`plot_metric_vs_negatives` (MML
-  Figure 3), :func:`plot_reproduced_vs_reported`, :func:`plot_heatmap` (InfoNCE+ λ × ε).
+  Figure 3), :func:`plot_reproduced_vs_reported`, :func:`plot_heatmap` (InfoNCE+ λ × ε),
+  :func:`plot_learning_curves`, :func:`plot_gap_vs_noise`;
+- notebook 01's interactive explorer: :class:`MarginExplorer` (ipywidgets).
+
+Conventions shared by every figure:
+
+- one colour per loss, whatever name it comes under (registry ``"mml"``, display ``"MML"``,
+  variant ``"CCL (matched weight)"``): :func:`loss_color`, which refuses an unknown name;
+- datasets in the catalogue's order (:data:`mmlrepro.experiments.DATASETS`: Yelp2018, then
+  Gowalla), as in the tables;
+- figures of stored runs say in their title the profile and the number of seeds they show
+  (from the frame's ``profile`` and ``seed`` columns, plus ``title_suffix``);
+- :func:`save_figure` writes no date into the files, so re-running a notebook that changes
+  nothing changes no tracked file.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,19 +41,88 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Arc, Circle, Wedge
 from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
 from mmlrepro import geometry
+from mmlrepro.experiments import DATASETS, LOSS_NAMES
 
-# Fixed colours for the losses that recur across notebooks (seaborn "colorblind" palette);
-# other names get the remaining colours in order of appearance.
+
+def _lighten(color, amount: float) -> tuple[float, float, float]:
+    """``color`` mixed with white (``amount`` > 0) or black (``amount`` < 0)."""
+    rgb = np.array(mpl.colors.to_rgb(color))
+    target = 1.0 if amount > 0 else 0.0
+    return tuple(float(c) for c in rgb + (target - rgb) * abs(amount))
+
+
+# One fixed colour per loss (seaborn "colorblind" palette), keyed by its display name
+# (:data:`mmlrepro.experiments.LOSS_NAMES`), plus CCL at MML's weight (the matched-weight
+# control) and the contrastive toy of notebook 01. Every figure takes its colours from here.
 _PALETTE = sns.color_palette("colorblind", 10)
-LOSS_COLORS = {
-    "MML": _PALETTE[3], "CCL": _PALETTE[0], "BSL": _PALETTE[2], "BPR": _PALETTE[7],
-    "pairwise hinge": _PALETTE[4], "softmax CE": _PALETTE[1], "MSE": _PALETTE[5],
-    "CCL (matched w)": _PALETTE[9], "InfoNCE": _PALETTE[8], "InfoNCE+": _PALETTE[6],
+LOSS_COLORS: dict[str, tuple[float, float, float]] = {
+    "MML": _PALETTE[3], "CCL": _PALETTE[0], "CCL (matched weight)": _PALETTE[9],
+    "BSL": _PALETTE[2], "BPR": _PALETTE[7], "pairwise hinge": _PALETTE[4],
+    "softmax CE": _PALETTE[1], "MSE": _PALETTE[5], "InfoNCE": _PALETTE[8],
+    "InfoNCE+": _PALETTE[6], "debiased InfoNCE": _lighten(_PALETTE[8], -0.45),
+    "debiased CCL": _lighten(_PALETTE[0], -0.5), "contrastive": (0.2, 0.2, 0.2),
 }
+# Other names of the same losses: the registry names, the variants of the matched-weight
+# control (experiments.compare("ccl_matched")) and the margin-geometry kinds and titles.
+_ALIASES = {**LOSS_NAMES, "CCL (paper weight)": "CCL", "triplet": "pairwise hinge",
+            geometry.LOSS_TITLES["triplet"]: "pairwise hinge"}
+_COLOR_KEYS = {**{name.lower(): name for name in LOSS_COLORS},
+               **{alias.lower(): name for alias, name in _ALIASES.items()}}
+
+
+def loss_color(name: str) -> tuple[float, float, float]:
+    """The fixed colour of the loss ``name``: a registry name (``"mml"``, ``"softmax_ce"``), a
+    display name (``"MML"``, ``"softmax CE"``, case ignored) or a variant label
+    (``"CCL (paper weight)"`` = CCL, ``"CCL (matched weight)"``); ``ValueError`` otherwise."""
+    key = _COLOR_KEYS.get(str(name).strip().lower())
+    if key is None:
+        raise ValueError(f"no colour for loss {name!r}: give a registry name "
+                         f"({', '.join(LOSS_NAMES)}) or a display name ({', '.join(LOSS_COLORS)}),"
+                         " or add it to plots.LOSS_COLORS")
+    return LOSS_COLORS[key]
+
+
+def loss_palette(names) -> dict[str, tuple[float, float, float]]:
+    """``{name: loss_color(name)}`` for every distinct name in ``names`` (seaborn's palette)."""
+    return {name: loss_color(name) for name in dict.fromkeys(names)}
+
+
+def dataset_order(values) -> list:
+    """The distinct ``values`` in the tables' order: the catalogue's datasets first, in
+    :data:`mmlrepro.experiments.DATASETS` order, then anything else in order of appearance."""
+    seen = list(dict.fromkeys(values))
+    known = [d for d in DATASETS if d in seen]
+    return known + [v for v in seen if v not in known]
+
+
+def runs_caption(df: pd.DataFrame, lines: Sequence[str] = (),
+                 title_suffix: str | None = None) -> str:
+    """What a figure of stored runs shows, for its title: ``"paper profile · 3 seeds"`` from the
+    frame's ``profile`` and ``seed`` columns (where present; the seeds counted per line, the
+    groups of the ``lines`` columns, a range when they differ), then ``title_suffix``."""
+    parts = []
+    if "profile" in df.columns and df["profile"].notna().any():
+        parts.append(" + ".join(dict.fromkeys(df["profile"].dropna().astype(str))) + " profile")
+    if "seed" in df.columns and df["seed"].notna().any():
+        keys = [c for c in lines if c in df.columns]
+        per_line = df.groupby(keys, sort=False)["seed"].nunique() if keys else \
+            pd.Series([df["seed"].nunique()])
+        lo, hi = int(per_line.min()), int(per_line.max())
+        parts.append(f"{hi} seed{'s' * (hi != 1)}" if lo == hi else f"{lo}–{hi} seeds")
+    if title_suffix:
+        parts.append(str(title_suffix))
+    return " · ".join(parts)
+
+
+def _suptitle(fig: Figure, title: str, caption: str) -> None:
+    fig.suptitle(f"{title} [{caption}]" if caption else title, fontweight="bold")
+
+
 WEIGHT_CMAP = sns.color_palette("flare", as_cmap=True)  # gradient weight: orange to purple
 _STYLE = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.9),
           "axes.titleweight": "bold", "legend.frameon": False}
@@ -58,25 +141,6 @@ def _styled(fn: Callable[..., Figure]) -> Callable[..., Figure]:
 
 def _new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
-
-
-def _lighten(color, amount: float) -> tuple[float, float, float]:
-    """``color`` mixed with white (``amount`` > 0) or black (``amount`` < 0)."""
-    rgb = np.array(mpl.colors.to_rgb(color))
-    target = 1.0 if amount > 0 else 0.0
-    return tuple(rgb + (target - rgb) * abs(amount))
-
-
-def _palette(names: Sequence[str]) -> dict[str, tuple]:
-    """Colour per loss name: the fixed :data:`LOSS_COLORS` first, then the unused colours."""
-    spare = [c for c in _PALETTE if c not in LOSS_COLORS.values()] + list(_PALETTE)
-    out, k = {}, 0
-    for name in names:
-        if name in LOSS_COLORS:
-            out[name] = LOSS_COLORS[name]
-        else:
-            out[name], k = spare[k % len(spare)], k + 1
-    return out
 
 
 def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -106,8 +170,8 @@ def _user_frame(angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @_styled
 def plot_margin_geometry(loss: str = "mml", margins: Sequence[float] = (0.7, 0.8, 0.9),
                          weights: Sequence[float] = (0.10, 0.15, 0.75), neg_weight: float = 700.0,
-                         s_pos: float = 0.8, n_negatives: int = 100, seed: int = 0,
-                         ax=None) -> Figure:
+                         s_pos: float = geometry.S_POS, n_negatives: int = 100, seed: int = 0,
+                         ax=None, vmax: float | None = None, colorbar: bool = True) -> Figure:
     """The 2-D, user-centred picture of which negatives a loss pushes, and how hard.
 
     The user vector points up; every item is a unit vector, so its cosine similarity with the
@@ -117,8 +181,12 @@ def plot_margin_geometry(loss: str = "mml", margins: Sequence[float] = (0.7, 0.8
     arcs outside the circle label them. Dots are ``n_negatives`` sampled negatives
     (:func:`mmlrepro.geometry.negative_cloud`, drawn slightly inside the circle with a radial
     jitter for visibility only), coloured by the weight ``N·∂L/∂s⁻_j`` their gradient gets, grey
-    when it is zero; the star is the positive item at similarity ``s_pos``. Draws on ``ax`` when
-    given (and returns its figure).
+    when it is zero; the star is the positive item at similarity ``s_pos``.
+
+    The colour scale runs from 0 to ``vmax`` (default: this loss's own largest weight); give
+    several panels the same ``vmax`` (:func:`mmlrepro.geometry.shared_weight_max`) to compare
+    losses, weights above it show in the top colour. Draws on ``ax`` when given (and returns
+    its figure); ``colorbar=False`` leaves the colour bar to the caller.
     """
     loss = geometry.check_loss_kind(loss)
     eq_margins, eq_weights, eq_w = geometry.equivalent_mml(loss, margins, weights, neg_weight,
@@ -131,7 +199,7 @@ def plot_margin_geometry(loss: str = "mml", margins: Sequence[float] = (0.7, 0.8
         fig = _new_figure(5.2, 5.0)
         ax = fig.add_subplot()
     fig = ax.get_figure()
-    vmax = max(float(cum[-1]), 1e-12)
+    vmax = max(float(cum[-1]) if vmax is None else float(vmax), 1e-12)
     norm = mpl.colors.Normalize(0.0, vmax)
     cmap = WEIGHT_CMAP
 
@@ -167,15 +235,17 @@ def plot_margin_geometry(loss: str = "mml", margins: Sequence[float] = (0.7, 0.8
     ax.annotate("", xy=(0, 1.0), xytext=(0, 0),
                 arrowprops={"arrowstyle": "-|>", "lw": 2.0, "color": "tab:blue"}, zorder=6)
     ax.text(0.04, 0.5, "user", color="tab:blue", fontsize=9, rotation=90, va="center")
-    fig.colorbar(points, ax=ax, shrink=0.7, pad=0.02, label="gradient weight N·∂L/∂s⁻")
+    if colorbar:
+        fig.colorbar(points, ax=ax, shrink=0.7, pad=0.02, label="gradient weight N·∂L/∂s⁻",
+                     extend="max" if cum[-1] > vmax else "neither")
     ax.set_xlim(-1.35, 2.05)
     ax.set_ylim(-1.2, 1.3 + 0.12 * len(eq_margins))
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
-    ax.set_title(f"{geometry.LOSS_TITLES[loss]}: {int(active.sum())} of {n_negatives} "
-                 "negatives pushed")
+    ax.set_title(f"{geometry.LOSS_TITLES[loss]}{geometry.weight_label(loss, neg_weight)}: "
+                 f"{int(active.sum())} of {n_negatives} negatives pushed")
     ax.legend(loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.02),
               handletextpad=0.2, columnspacing=0.8)
     return fig
@@ -184,12 +254,15 @@ def plot_margin_geometry(loss: str = "mml", margins: Sequence[float] = (0.7, 0.8
 @_styled
 def plot_penalty_curve(margins: Sequence[float] = (0.7, 0.8, 0.9),
                        weights: Sequence[float] = (0.10, 0.15, 0.75), neg_weight: float = 700.0,
-                       n_negatives: int = 100, label: str | None = None, axes=None) -> Figure:
+                       n_negatives: int = 100, label: str | None = None, axes=None,
+                       loss: str = "mml", slope_max: float | None = None) -> Figure:
     """Per-negative penalty ``(w_neg/N)·Σ_k w_k·relu(s − m_k)`` and its slope
     ``(w_neg/N)·Σ_{m_k < s} w_k`` against the similarity ``s`` (SPEC §5), from
     :func:`mmlrepro.losses.penalty_curve`: convex piecewise linear, a kink at every margin.
 
     Two panels (penalty, slope), or the two axes given in ``axes``; dashed lines mark margins.
+    Drawn in ``loss``'s colour (:func:`loss_color`); the slope axis reaches at least
+    ``slope_max`` (a fixed scale, so that a larger w_neg shows as a higher step).
     """
     lo = max(-1.0, min(margins) - 0.35)
     s = np.linspace(lo, 1.0, 701)
@@ -198,7 +271,7 @@ def plot_penalty_curve(margins: Sequence[float] = (0.7, 0.8, 0.9),
         fig = _new_figure(9.0, 3.4)
         axes = fig.subplots(1, 2, sharex=True)
     fig = axes[0].get_figure()
-    color = LOSS_COLORS["MML"]
+    color = loss_color(loss)
     axes[0].plot(s, penalty, color=color, lw=2.2, label=label)
     axes[1].plot(s, slope, color=color, lw=2.2, label=label)
     for ax in axes:
@@ -209,7 +282,7 @@ def plot_penalty_curve(margins: Sequence[float] = (0.7, 0.8, 0.9),
     edges = [*margins, 1.0]
     _, levels = geometry.penalty_and_slope(np.array(edges[1:]), margins, weights, neg_weight,
                                            n_negatives)
-    top = max(float(levels.max()), 1e-12)
+    top = max(float(levels.max()), slope_max or 0.0, 1e-12)
     for k, level in enumerate(levels):  # the slope on (m_k, m_{k+1}]
         axes[1].text((edges[k] + edges[k + 1]) / 2, level + 0.03 * top, f"{level:.3g}",
                      ha="center", va="bottom", fontsize=8)
@@ -226,39 +299,51 @@ def plot_penalty_curve(margins: Sequence[float] = (0.7, 0.8, 0.9),
 @_styled
 def plot_margin_explorer(loss: str = "mml", margins: Sequence[float] = (0.7, 0.8, 0.9),
                          weights: Sequence[float] = (0.10, 0.15, 0.75), neg_weight: float = 700.0,
-                         s_pos: float = 0.8, n_negatives: int = 100, seed: int = 0) -> Figure:
+                         s_pos: float = geometry.S_POS, n_negatives: int = 100, seed: int = 0,
+                         vmax: float | None = None) -> Figure:
     """:func:`plot_margin_geometry` beside the loss's penalty curve and slope (three axes plus a
-    colour bar): what the sliders of notebook 01 redraw."""
+    colour bar): what the sliders of notebook 01 redraw. ``vmax`` fixes the colour scale and
+    the slope axis (``vmax / N``) across redraws; default: this loss's own largest weight."""
+    kind = geometry.check_loss_kind(loss)
     fig = _new_figure(12.0, 5.2)
     left, right = fig.subfigures(1, 2, width_ratios=[1.1, 1.0])
-    plot_margin_geometry(loss, margins, weights, neg_weight, s_pos, n_negatives, seed,
-                         ax=left.add_subplot())
+    plot_margin_geometry(kind, margins, weights, neg_weight, s_pos, n_negatives, seed,
+                         ax=left.add_subplot(), vmax=vmax)
     axes = right.subplots(2, 1, sharex=True)
-    eq = geometry.equivalent_mml(geometry.check_loss_kind(loss), margins, weights, neg_weight,
-                                 s_pos)
-    plot_penalty_curve(*eq, n_negatives=n_negatives, axes=axes)
+    eq = geometry.equivalent_mml(kind, margins, weights, neg_weight, s_pos)
+    plot_penalty_curve(*eq, n_negatives=n_negatives, axes=axes, loss=kind,
+                       slope_max=None if vmax is None else vmax / n_negatives)
     axes[0].set_xlabel("")
-    if geometry.check_loss_kind(loss) == "triplet":
+    if kind == "triplet":
         axes[0].axvline(s_pos, color="tab:green", lw=1.2, label="s⁺")
         axes[0].legend(loc="upper left")
     return fig
 
 
 @_styled
-def plot_margin_gallery(margins: Sequence[float] = (0.7, 0.8, 0.9),
-                        weights: Sequence[float] = (0.10, 0.15, 0.75), neg_weight: float = 700.0,
-                        s_pos: float = 0.8, n_negatives: int = 100, seed: int = 0,
-                        losses: Sequence[str] = geometry.LOSS_KINDS) -> Figure:
-    """The same negatives under each loss in ``losses`` side by side (the paper's Figure 2):
-    one :func:`plot_margin_geometry` panel per loss, each with its colour bar (a 2 × 2 grid
-    for four losses, else one row)."""
+def plot_margin_gallery(dataset: str = "gowalla", s_pos: float = geometry.S_POS,
+                        n_negatives: int = 100, seed: int = 0,
+                        losses: Sequence[str] = geometry.LOSS_KINDS,
+                        vmax: float | None = None) -> Figure:
+    """The same negatives under each loss in ``losses`` side by side (the paper's Figure 2),
+    each with its own paper setting on ``dataset`` (:func:`mmlrepro.geometry.paper_setting`:
+    CCL with its w = 150, MML with its w_neg), one :func:`plot_margin_geometry` panel per loss
+    (a 2 × 2 grid for four losses, else one row) and one colour scale for all, 0 to ``vmax``
+    (default :func:`mmlrepro.geometry.shared_weight_max`)."""
+    vmax = geometry.shared_weight_max(losses, dataset) if vmax is None else float(vmax)
     ncols = 2 if len(losses) == 4 else len(losses)
     nrows = -(-len(losses) // ncols)
-    fig = _new_figure(5.4 * ncols, 4.5 * nrows)
-    subs = np.atleast_1d(fig.subfigures(nrows, ncols)).ravel()[:len(losses)]
-    for sub, loss in zip(subs, losses, strict=True):
-        plot_margin_geometry(loss, margins, weights, neg_weight, s_pos, n_negatives, seed,
-                             ax=sub.add_subplot())
+    fig = _new_figure(4.9 * ncols + 0.8, 4.5 * nrows)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, loss in zip(axes, losses, strict=False):
+        plot_margin_geometry(loss, **geometry.paper_setting(loss, dataset), s_pos=s_pos,
+                             n_negatives=n_negatives, seed=seed, ax=ax, vmax=vmax,
+                             colorbar=False)
+    for ax in axes[len(losses):]:
+        ax.set_visible(False)
+    mappable = mpl.cm.ScalarMappable(mpl.colors.Normalize(0.0, vmax), WEIGHT_CMAP)
+    fig.colorbar(mappable, ax=list(axes), shrink=0.5, pad=0.02,
+                 label="gradient weight N·∂L/∂s⁻ (one scale for all panels)")
     return fig
 
 
@@ -270,18 +355,21 @@ def plot_active_share(df: pd.DataFrame, x: str = "n_negatives") -> Figure:
     row with a non-zero gradient (``active_per_row``); right, the share of rows with at least
     one (``rows_with_active``). Against another column such as ``step`` (linear x): left, the
     share of sampled negatives with a gradient (``share_active``); right, as before.
-    One line per ``loss``.
+    One line per ``loss``, coloured by the loss its label starts with
+    (:func:`mmlrepro.geometry.loss_family`: ``"CCL (m = 0.9)"`` is CCL).
     """
     left = "active_per_row" if x == "n_negatives" else "share_active"
     _require(df, ["loss", x, left, "rows_with_active"], "plot_active_share")
     fig = _new_figure(10.0, 3.8)
     axes = fig.subplots(1, 2)
     hue_order = list(dict.fromkeys(df["loss"]))
-    palette = _palette([geometry.loss_family(h) for h in hue_order])
-    colors = {h: palette[geometry.loss_family(h)] for h in hue_order}
+    colors = {h: loss_color(geometry.loss_family(h)) for h in hue_order}
     titles = {"active_per_row": "Pushed negatives per row (expected)",
               "share_active": "Share of sampled negatives with a gradient",
               "rows_with_active": "Rows with ≥ 1 pushed negative"}
+    ylabels = {"active_per_row": "negatives with a gradient, per row",
+               "share_active": "share of sampled negatives",
+               "rows_with_active": "share of rows"}
     for ax, col in zip(axes, (left, "rows_with_active"), strict=True):
         sns.lineplot(data=df, x=x, y=col, hue="loss", hue_order=hue_order,
                      palette=colors, marker="o", ax=ax, errorbar=None)
@@ -296,7 +384,7 @@ def plot_active_share(df: pd.DataFrame, x: str = "n_negatives") -> Figure:
             ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0), useMathText=True)
             ax.set_ylim(0, None)
         ax.set_xlabel({"n_negatives": "negatives per row N", "step": "training step"}.get(x, x))
-        ax.set_ylabel("")
+        ax.set_ylabel(ylabels[col])
         ax.set_title(titles[col])
     axes[1].get_legend().remove()
     axes[0].legend(title=None, loc="best")
@@ -312,12 +400,15 @@ def plot_distributions(datasets) -> Figure:
     """Item popularity (train interactions per item, sorted, against rank, log-log: the long
     tail) and the distribution of users' train-history lengths, one line per dataset.
 
-    ``datasets``: a :class:`mmlrepro.data.Dataset` or a sequence of them.
+    ``datasets``: a :class:`mmlrepro.data.Dataset` or a sequence of them, drawn in the tables'
+    order (:func:`dataset_order`).
     """
     if not isinstance(datasets, Sequence):
         datasets = [datasets]
     if len(datasets) == 0:
         raise ValueError("plot_distributions: no dataset given")
+    order = dataset_order([ds.name for ds in datasets])
+    datasets = sorted(datasets, key=lambda ds: order.index(ds.name))
     fig = _new_figure(10.0, 3.8)
     axes = fig.subplots(1, 2)
     colors = sns.color_palette("deep", len(datasets))
@@ -345,19 +436,39 @@ def plot_distributions(datasets) -> Figure:
 # Results (for the table / figure notebooks)
 
 
+def _figure_legend(fig: Figure, axes, extra: Sequence = (),
+                   rename: dict[str, str] | None = None) -> None:
+    """One legend for the whole figure, outside the panels on the right (never over a line):
+    every axes' entries, each label once, then the ``extra`` handles; the axes' own legends are
+    removed. ``rename`` maps labels (seaborn's section titles) to the text shown; registry
+    loss names show as their display names (``"mml"`` as ``"MML"``)."""
+    entries: dict[str, object] = {}
+    for ax in axes:
+        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(text, handle)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    for handle in extra:
+        entries[handle.get_label()] = handle
+    labels = [(rename or {}).get(t, LOSS_NAMES.get(t, t)) for t in entries]
+    fig.legend(list(entries.values()), labels, loc="outside right upper", fontsize=8)
+
+
 @_styled
 def plot_metric_vs_negatives(df: pd.DataFrame, metric: str = "recall@20",
                              x: str = "n_negatives", hue: str = "loss",
-                             col: str = "dataset") -> Figure:
+                             col: str = "dataset", title_suffix: str | None = None) -> Figure:
     """MML Figure 3: ``metric`` against the number of negatives N (log scale), one line per
-    ``hue`` (loss), one panel per ``col`` (dataset). With several rows per point (seeds) the
-    line is their mean and the band their min–max range [assumed: the paper shows one run]."""
+    ``hue`` (a loss, in its :func:`loss_color`, whichever name the frame uses), one panel per
+    ``col`` (dataset, in the tables' order). With several rows per point (seeds) the line is
+    their mean and the band their min–max range [assumed: the paper shows one run]. The title
+    gives the profile and the seeds per point (:func:`runs_caption`, then ``title_suffix``)."""
     _require(df, [metric, x, hue, col], "plot_metric_vs_negatives")
-    panels = list(dict.fromkeys(df[col]))
-    fig = _new_figure(4.6 * len(panels), 3.8)
+    panels = dataset_order(df[col])
+    fig = _new_figure(4.2 * len(panels) + 1.8, 4.0)
     axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
     hue_order = list(dict.fromkeys(df[hue]))
-    palette = _palette(hue_order)
+    palette = loss_palette(hue_order)
     for ax, panel in zip(axes, panels, strict=True):
         sub = df[df[col] == panel]
         sns.lineplot(data=sub, x=x, y=metric, hue=hue, hue_order=hue_order, palette=palette,
@@ -366,30 +477,34 @@ def plot_metric_vs_negatives(df: pd.DataFrame, metric: str = "recall@20",
         ax.set_title(str(panel))
         ax.set_xlabel("negatives per row N")
         ax.set_ylabel(metric)
-        if ax is not axes[-1]:
-            ax.get_legend().remove()
-        else:
-            ax.legend(title=hue, loc="best")
+    _figure_legend(fig, axes)
+    _suptitle(fig, f"{metric} against the number of negatives",
+              runs_caption(df, [hue, col, x], title_suffix))
     return fig
 
 
 @_styled
 def plot_reproduced_vs_reported(df: pd.DataFrame, label: str = "label",
                                 value: str = "reproduced", reported: str = "reported",
-                                panels: Sequence[str] = ("metric", "dataset")) -> Figure:
+                                panels: Sequence[str] = ("metric", "dataset"), hue: str = "loss",
+                                title_suffix: str | None = None) -> Figure:
     """Reproduced numbers as horizontal bars (mean over the rows of a label, i.e. over seeds,
     with a ±sd error bar, the relative difference to the paper written on the bar) and the
     paper's numbers as black diamonds (none where ``reported`` is NaN), one panel per
     combination of the ``panels`` columns present in ``df`` (rows: the first, columns: the
-    second)."""
+    second, datasets in the tables' order). A bar has the :func:`loss_color` of its ``hue``
+    column (the loss; the label itself when the frame has no such column). The title gives the
+    profile and the seeds per bar (:func:`runs_caption`, then ``title_suffix``)."""
     _require(df, [label, value, reported], "plot_reproduced_vs_reported")
     present = [p for p in panels if p in df.columns]
-    row_keys = list(dict.fromkeys(df[present[0]])) if present else [None]
-    col_keys = list(dict.fromkeys(df[present[1]])) if len(present) > 1 else [None]
-    order = list(dict.fromkeys(df[label]))
-    fig = _new_figure(4.2 * len(col_keys), 0.8 + 0.38 * len(order) * len(row_keys) + 0.6)
+    row_keys = dataset_order(df[present[0]]) if present else [None]
+    col_keys = dataset_order(df[present[1]]) if len(present) > 1 else [None]
+    order = [str(o) for o in dict.fromkeys(df[label])]
+    key = hue if hue in df.columns else label
+    loss_of = df.assign(**{label: df[label].astype(str)}).groupby(label, sort=False)[key].first()
+    palette = {name: loss_color(loss_of[name]) for name in order}
+    fig = _new_figure(4.2 * len(col_keys), 1.4 + 0.38 * len(order) * len(row_keys) + 0.6)
     axes = fig.subplots(len(row_keys), len(col_keys), squeeze=False, sharey=True)
-    palette = _palette([str(o) for o in order])
     for i, rk in enumerate(row_keys):
         for j, ck in enumerate(col_keys):
             ax, sub = axes[i, j], df
@@ -398,12 +513,13 @@ def plot_reproduced_vs_reported(df: pd.DataFrame, label: str = "label",
             if ck is not None:
                 sub = sub[sub[present[1]] == ck]
             sub = sub.assign(**{label: sub[label].astype(str)})
-            sns.barplot(data=sub, y=label, x=value, order=[str(o) for o in order], hue=label,
-                        palette=palette, errorbar="sd", ax=ax, alpha=0.85, legend=False)
-            rep = sub.groupby(label, sort=False)[reported].first().reindex(
-                [str(o) for o in order]).to_numpy(dtype=float)
-            mean = sub.groupby(label, sort=False)[value].mean().reindex(
-                [str(o) for o in order]).to_numpy(dtype=float)
+            sns.barplot(data=sub, y=label, x=value, order=order, hue=label,
+                        palette=palette, saturation=1.0, errorbar="sd", ax=ax, alpha=0.85,
+                        legend=False)
+            rep = sub.groupby(label, sort=False)[reported].first().reindex(order).to_numpy(
+                dtype=float)
+            mean = sub.groupby(label, sort=False)[value].mean().reindex(order).to_numpy(
+                dtype=float)
             ax.scatter(rep, np.arange(len(order)), marker="D", s=36, color="black", zorder=5,
                        label="reported (paper)")
             for y, (ours, paper) in enumerate(zip(mean, rep, strict=True)):
@@ -417,6 +533,7 @@ def plot_reproduced_vs_reported(df: pd.DataFrame, label: str = "label",
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles[-1:], ["reported (paper); bar text: reproduced vs reported"],
                loc="outside lower center", fontsize=8)
+    _suptitle(fig, "Reproduced vs reported", runs_caption(df, [label, *present], title_suffix))
     return fig
 
 
@@ -441,21 +558,31 @@ def plot_heatmap(df: pd.DataFrame, index: str, columns: str, values: str,
 # Saving
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# No date in any saved file (matplotlib's PNG has none; PDF and SVG would carry the time of
+# saving), so the same figure always gives the same bytes.
+_METADATA: dict[str, dict] = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
 
 
-def save_figure(fig: Figure, name: str, profile: str,
-                figures_dir: str | Path = "figures", dpi: int = 150) -> list[Path]:
-    """Save ``fig`` as ``<figures_dir>/<name>_<profile>.png`` and ``.pdf`` (the folder is
-    created); returns the two paths. ``name`` and ``profile`` must be plain file-name parts."""
+def save_figure(fig: Figure, name: str, profile: str, figures_dir: str | Path = "figures",
+                dpi: int = 150, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Save ``fig`` as ``<figures_dir>/<name>_<profile>.<format>`` for each of ``formats``
+    (png, pdf, svg; the folder is created) and return the paths. ``name`` and ``profile`` must
+    be plain file-name parts. The files carry no creation date: saving the same figure twice
+    writes the same bytes, so re-running a notebook leaves unchanged figures unchanged."""
     for what, part in (("name", name), ("profile", profile)):
         if not isinstance(part, str) or not _NAME_RE.match(part):
             raise ValueError(f"save_figure: {what} must be a plain file-name part "
                              f"(letters, digits, _ . -), got {part!r}")
+    unknown = [f for f in formats if f not in _METADATA]
+    if unknown:
+        raise ValueError(f"save_figure: formats must be among {list(_METADATA)}, got {unknown}")
     folder = Path(figures_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{name}_{profile}.{ext}" for ext in ("png", "pdf")]
-    for path in paths:
-        fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white")
+    paths = [folder / f"{name}_{profile}.{ext}" for ext in formats]
+    with mpl.rc_context({"svg.hashsalt": "mmlrepro"}):  # SVG ids: fixed, not random
+        for path, ext in zip(paths, formats, strict=True):
+            fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white",
+                        metadata=_METADATA[ext])
     return paths
 
 
@@ -463,52 +590,76 @@ def save_figure(fig: Figure, name: str, profile: str,
 # Learning curves and seed noise (notebooks 03, 04 and 07)
 
 
+def selection_metric(dataset: str, model: str | None) -> str:
+    """The metric a paper run selects its epoch on (SPEC §6): NDCG@20 for SimpleX on Gowalla,
+    Recall@20 otherwise."""
+    return "ndcg@20" if (model, dataset) == ("simplex", "gowalla") else "recall@20"
+
+
+def _selected_epoch(line: pd.DataFrame, x: str, metric: str, dataset: str) -> tuple[float, float]:
+    """``(epoch, metric there)`` of one line: the epoch maximising the seeds' mean of its
+    :func:`selection_metric` (``metric`` itself when the frame lacks that column)."""
+    model = line["model"].iloc[0] if "model" in line.columns else None
+    monitor = selection_metric(dataset, model)
+    if monitor not in line.columns or line[monitor].isna().all():
+        monitor = metric
+    mean = line.groupby(x, sort=True)[list(dict.fromkeys([metric, monitor]))].mean()
+    epoch = mean[monitor].idxmax()
+    return epoch, float(mean.loc[epoch, metric])
+
+
 @_styled
 def plot_learning_curves(df: pd.DataFrame, metric: str = "recall@20", x: str = "epoch",
                          hue: str = "loss_name", style: str | None = "model",
-                         col: str = "dataset") -> Figure:
+                         col: str = "dataset", title_suffix: str | None = None) -> Figure:
     """``metric`` after every epoch (from :func:`mmlrepro.experiments.learning_curves`): colour
-    by ``hue`` (the loss), line style by ``style`` (the model), one panel per ``col``; with
-    several seeds the line is their mean and the band their min–max range. A dot marks each
-    line's best epoch (the one a paper table reports)."""
+    by ``hue`` (the loss, :func:`loss_color`), line style by ``style`` (the model), one panel
+    per ``col`` (dataset, in the tables' order); with several seeds the line is their mean and
+    the band their min–max range. A dot marks each line's selected epoch, the one a paper
+    table reports: where the seeds' mean of the selection metric peaks
+    (:func:`selection_metric`; SPEC §6). The legend, with a "selected epoch" entry, sits
+    outside the panels; the title gives the profile and the seeds per line
+    (:func:`runs_caption`, then ``title_suffix``)."""
     _require(df, [metric, x, hue, col] + ([style] if style else []), "plot_learning_curves")
-    panels = list(dict.fromkeys(df[col]))
-    fig = _new_figure(4.6 * len(panels), 3.8)
+    panels = dataset_order(df[col])
+    fig = _new_figure(4.2 * len(panels) + 1.8, 4.0)
     axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
     hue_order = list(dict.fromkeys(df[hue]))
     style_order = list(dict.fromkeys(df[style])) if style else None
-    palette = _palette(hue_order)
+    palette = loss_palette(hue_order)
     lines = [hue] + ([style] if style else [])
     for ax, panel in zip(axes, panels, strict=True):
         sub = df[df[col] == panel]
         sns.lineplot(data=sub, x=x, y=metric, hue=hue, hue_order=hue_order, style=style,
                      style_order=style_order, palette=palette, errorbar=("pi", 100), ax=ax)
-        mean = sub.groupby(lines + [x], sort=False)[metric].mean().reset_index()
-        best = mean.loc[mean.groupby(lines, sort=False)[metric].idxmax()]
-        ax.scatter(best[x], best[metric], color=[palette[h] for h in best[hue]], s=30, zorder=5)
+        best = [(*_selected_epoch(line, x, metric, str(panel)), palette[line[hue].iloc[0]])
+                for _, line in sub.groupby(lines, sort=False)]
+        ax.scatter([b[0] for b in best], [b[1] for b in best], color=[b[2] for b in best],
+                   s=30, zorder=5, edgecolors="black", linewidths=0.5)
         ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
         ax.set_title(str(panel))
         ax.set_ylabel(metric)
         ax.set_ylim(0, None)
-        if ax is not axes[-1]:
-            ax.get_legend().remove()
-        else:
-            handles, labels = ax.get_legend_handles_labels()
-            labels = [{"loss_name": "loss", "model_name": "model"}.get(t, t) for t in labels]
-            ax.legend(handles, labels, title=None, loc="best", fontsize=8)
+    dot = Line2D([], [], ls="", marker="o", markersize=5, color="0.35", markeredgecolor="black",
+                 label="selected epoch")
+    _figure_legend(fig, axes, extra=[dot], rename={"loss_name": "loss", "model_name": "model"})
+    _suptitle(fig, f"{metric} per epoch", runs_caption(df, [*lines, col], title_suffix))
     return fig
 
 
 @_styled
-def plot_gap_vs_noise(df: pd.DataFrame, label: str = "label", panels: str = "metric") -> Figure:
+def plot_gap_vs_noise(df: pd.DataFrame, label: str = "label", panels: str = "metric",
+                      title_suffix: str | None = None) -> Figure:
     """The paper's gaps against run-to-run noise (from :func:`mmlrepro.experiments.seed_noise`):
-    per row of ``df`` (y = ``label``) a black diamond at ``paper_gap`` (%), a red dot at
-    ``reproduced_gap`` and a grey bar of ±2·``noise`` around 0 — a gap inside the bar is within
-    what two runs with different seeds differ by (≈ 95%). One panel per value of ``panels``."""
+    per row of ``df`` (y = ``label``) a black diamond at ``paper_gap`` (%), a dot in MML's
+    colour at ``reproduced_gap`` and a grey bar of ±2·``noise`` around 0 — a gap inside the bar
+    is within what two runs with different seeds differ by (≈ 95%). One panel per value of
+    ``panels``; the title gives the profile and seeds where the frame has them
+    (:func:`runs_caption`, then ``title_suffix``)."""
     _require(df, [label, panels, "paper_gap", "reproduced_gap", "noise"], "plot_gap_vs_noise")
-    keys = list(dict.fromkeys(df[panels]))
+    keys = dataset_order(df[panels])
     order = list(dict.fromkeys(df[label]))
-    fig = _new_figure(4.4 * len(keys), 1.2 + 0.32 * len(order))
+    fig = _new_figure(4.4 * len(keys), 1.6 + 0.32 * len(order))
     axes = np.atleast_1d(fig.subplots(1, len(keys), squeeze=False, sharey=True)[0])
     for ax, key in zip(axes, keys, strict=True):
         sub = df[df[panels] == key].set_index(label).reindex(order)
@@ -516,8 +667,9 @@ def plot_gap_vs_noise(df: pd.DataFrame, label: str = "label", panels: str = "met
         noise = sub["noise"].to_numpy(dtype=float)
         ax.barh(y, 4 * np.nan_to_num(noise), left=-2 * np.nan_to_num(noise), height=0.6,
                 color="0.85", label="±2 sd of a seed-to-seed difference")
-        ax.scatter(sub["paper_gap"], y, marker="D", color="black", s=30, zorder=5, label="paper's gap")
-        ax.scatter(sub["reproduced_gap"], y, color=LOSS_COLORS["MML"], s=30, zorder=6,
+        ax.scatter(sub["paper_gap"], y, marker="D", color="black", s=30, zorder=5,
+                   label="paper's gap")
+        ax.scatter(sub["reproduced_gap"], y, color=loss_color("MML"), s=30, zorder=6,
                    label="reproduced gap")
         ax.axvline(0, color="0.4", lw=0.8)
         ax.set_yticks(y, [str(o) for o in order])
@@ -526,4 +678,121 @@ def plot_gap_vs_noise(df: pd.DataFrame, label: str = "label", panels: str = "met
     axes[0].invert_yaxis()  # shared y axis: invert once, first row on top
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
+    _suptitle(fig, "The paper's gaps against seed-to-seed noise",
+              runs_caption(df, [label, panels], title_suffix))
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 01's explorer
+
+
+def explorer_figure(loss: str = "mml", dataset: str = "gowalla", n_negatives: int = 100,
+                    seed: int = 0, values: dict[str, float] | None = None) -> Figure:
+    """What :class:`MarginExplorer` draws: :func:`plot_margin_explorer` of ``loss`` at the
+    slider ``values`` (default: its paper setting, :func:`mmlrepro.geometry.explorer_values`),
+    on the colour scale shared by all losses (:func:`mmlrepro.geometry.shared_weight_max`).
+    Without ``values`` it is the explorer's first picture, for a static copy in the notebook."""
+    kind = geometry.check_loss_kind(loss)
+    values = geometry.explorer_values(kind, dataset) if values is None else values
+    margins, weights, neg_weight, s_pos = geometry.explorer_settings(kind, values)
+    return plot_margin_explorer(kind, margins, weights, neg_weight, s_pos, n_negatives, seed,
+                                vmax=geometry.shared_weight_max(dataset=dataset))
+
+
+class MarginExplorer:
+    """Notebook 01's explorer: a loss menu and sliders that redraw :func:`explorer_figure`.
+
+    Choosing a loss resets every slider to that loss's paper setting
+    (:func:`mmlrepro.geometry.explorer_values`: CCL's w = 150, MML's w_neg = 700, ...) and
+    disables the sliders that do not apply to it (:data:`mmlrepro.geometry.EXPLORER_CONTROLS`);
+    each change redraws the figure once into ``output``, on one colour scale for every loss.
+    Display it (or its ``widget``); ``figure`` is the last figure drawn and ``draws`` counts
+    them. Needs ipywidgets (the ``notebooks`` extra).
+    """
+
+    LABELS = {"m1": "margin m1", "m2": "margin m2", "m3": "margin m3", "w1": "weight w1",
+              "w2": "weight w2", "w3": "weight w3", "w_neg": "w_neg / w", "s_pos": "s⁺ (hinge)"}
+
+    def __init__(self, loss: str = "mml", dataset: str = "gowalla", n_negatives: int = 100,
+                 seed: int = 0) -> None:
+        import ipywidgets as widgets
+
+        self.dataset, self.seed = dataset, seed
+        kinds = ("mml", "ccl", "triplet", "contrastive")
+        self.loss = widgets.Dropdown(options=[(geometry.LOSS_TITLES[k], k) for k in kinds],
+                                     value=geometry.check_loss_kind(loss), description="loss")
+        self.sliders = {name: self._slider(widgets, name) for name in geometry.EXPLORER_SLIDERS}
+        self.n_negatives = widgets.IntSlider(value=n_negatives, min=10, max=400, step=10,
+                                             description="N (toy)", continuous_update=False)
+        self.output = widgets.Output()
+        self.figure: Figure | None = None
+        self.draws = 0
+        self._quiet = False
+        self.reset()
+        self.loss.observe(self._on_loss, names="value")
+        for control in [*self.sliders.values(), self.n_negatives]:
+            control.observe(self.redraw, names="value")
+        columns = [["m1", "m2", "m3"], ["w1", "w2", "w3"], ["w_neg", "s_pos"]]
+        self.widget = widgets.VBox([
+            widgets.HBox([self.loss, self.n_negatives]),
+            widgets.HBox([widgets.VBox([self.sliders[n] for n in c]) for c in columns]),
+            self.output])
+        self.redraw()
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        """The widget's bundle, with a plain-text fallback that tells a reader of the saved
+        notebook (GitHub, an unrun JupyterLab) what is there instead of the widget's repr."""
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs))
+        bundle["text/plain"] = ("[margin explorer: sliders over the figure above; run the "
+                                "notebook in JupyterLab to use them]")
+        return bundle
+
+    def _slider(self, widgets, name: str):
+        common = {"description": self.LABELS[name], "continuous_update": False}
+        if name == "w_neg":  # 1 (hinge-like) to 1000 (beyond MML's 700) on a log scale
+            return widgets.FloatLogSlider(base=10, min=-1, max=3, step=0.01,
+                                          readout_format=".4g", **common)
+        lo = 0.0 if name.startswith("w") else -1.0
+        return widgets.FloatSlider(min=lo, max=1.0, step=0.05, readout_format=".2f", **common)
+
+    def values(self) -> dict[str, float]:
+        """The sliders' current values, by name (:data:`mmlrepro.geometry.EXPLORER_SLIDERS`)."""
+        return {name: float(s.value) for name, s in self.sliders.items()}
+
+    def reset(self) -> None:
+        """Sliders to the chosen loss's paper setting; those that do not apply disabled."""
+        kind = self.loss.value
+        values = geometry.explorer_values(kind, self.dataset)
+        self._quiet = True
+        try:
+            for name, slider in self.sliders.items():
+                slider.value = values[name]
+                slider.disabled = name not in geometry.EXPLORER_CONTROLS[kind]
+        finally:
+            self._quiet = False
+
+    def _on_loss(self, change=None) -> None:
+        self.reset()
+        self.redraw()
+
+    def redraw(self, change=None) -> None:
+        """Draw the figure for the current controls into ``output`` (skipped while resetting)."""
+        if self._quiet:
+            return
+        from IPython.display import Image, clear_output, display
+
+        self.figure = explorer_figure(self.loss.value, self.dataset, self.n_negatives.value,
+                                      self.seed, self.values())
+        self.draws += 1
+        with self.output:
+            clear_output(wait=True)
+            display(Image(figure_png(self.figure)))
+
+
+def figure_png(fig: Figure, dpi: int = 100) -> bytes:
+    """``fig`` as PNG bytes (tight box, white background, no date): what a notebook shows."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white",
+                metadata=_METADATA["png"])
+    return buf.getvalue()

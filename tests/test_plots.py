@@ -4,6 +4,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import time
+
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import pytest
@@ -57,6 +60,37 @@ def test_equivalent_mml_and_errors():
         geometry.equivalent_mml("bpr", (0.9,), (1,), 1)
     with pytest.raises(ValueError, match="one weight per margin"):
         geometry.equivalent_mml("mml", (0.8, 0.9), (1,), 1)
+
+
+def test_paper_setting_gives_each_loss_its_own_weight():
+    # SPEC §8: CCL w = 150 at N = 100 (not MML's w_neg), MML w_neg 700 Gowalla / 400 Yelp2018
+    assert geometry.paper_setting("ccl") == {"margins": (0.9,), "weights": (1.0,),
+                                             "neg_weight": 150.0}
+    assert geometry.paper_setting("mml") == GOWALLA
+    yelp = geometry.paper_setting("mml", "yelp2018")
+    assert yelp["margins"] == (0.6, 0.7, 0.8, 0.9) and yelp["neg_weight"] == 400.0
+    assert geometry.paper_setting("triplet")["margins"] == (0.9,)
+    # the shared colour scale tops at the largest weight any loss gives: MML's w_neg · Σ w_k
+    assert geometry.shared_weight_max() == pytest.approx(700.0)
+    assert geometry.shared_weight_max(dataset="yelp2018") == pytest.approx(400.0)
+    assert geometry.shared_weight_max(("ccl", "triplet")) == pytest.approx(150.0)
+
+
+def test_explorer_values_reset_to_each_loss_and_settings_read_only_its_sliders():
+    ccl = geometry.explorer_values("ccl")
+    assert ccl["w_neg"] == 150.0 and ccl["m3"] == 0.9
+    mml = geometry.explorer_values("mml")
+    assert (mml["m1"], mml["w3"], mml["w_neg"]) == (0.7, 0.75, 700.0)
+    assert set(ccl) == set(geometry.EXPLORER_SLIDERS)
+    moved = {**mml, "m1": 0.95, "w1": 0.5, "w_neg": 300.0, "s_pos": 0.2}
+    # CCL reads m3 and w_neg only; the hinge m3 and s⁺ (weight 1); MML all margins, merged
+    assert geometry.explorer_settings("ccl", moved) == ((0.9,), (1.0,), 300.0, geometry.S_POS)
+    assert geometry.explorer_settings("triplet", moved) == ((0.9,), (1.0,), 1.0, 0.2)
+    assert geometry.explorer_settings("contrastive", moved)[:3] == ((-1.0,), (1.0,), 300.0)
+    assert geometry.explorer_settings("mml", moved)[:3] == ((0.8, 0.9, 0.95),
+                                                            (0.15, 0.75, 0.5), 300.0)
+    with pytest.raises(ValueError, match="3 margin sliders"):
+        geometry.explorer_values("mml", "yelp2018")
 
 
 def test_merge_margins_sorts_and_merges():
@@ -140,7 +174,7 @@ def test_margin_geometry_figure():
     assert len(fig.axes) == 2  # the picture and its colour bar
     n_pushed = int((geometry.negative_weights(
         "mml", np.cos(geometry.negative_cloud(40, 0)[0]), **GOWALLA) > 0).sum())
-    assert ax.get_title() == f"MML: {n_pushed} of 40 negatives pushed"
+    assert ax.get_title() == f"MML (w_neg 700): {n_pushed} of 40 negatives pushed"
     # pushed + not pushed negatives + the positive star: three scatter collections
     sizes = sorted(len(c.get_offsets()) for c in ax.collections)
     assert sizes == sorted([n_pushed, 40 - n_pushed, 1])
@@ -155,12 +189,59 @@ def test_penalty_curve_figure_lines_and_levels():
     assert [t.get_text() for t in slope_ax.texts] == ["0.7", "1.75", "7"]
 
 
+def _pushed(ax):
+    """The scatter of pushed negatives of a margin-geometry panel (the one with a colour map)."""
+    return [c for c in ax.collections if c.get_array() is not None and c.get_cmap() is
+            plots.WEIGHT_CMAP][0]
+
+
 def test_explorer_and_gallery():
     fig = plots.plot_margin_explorer("triplet", **GOWALLA, n_negatives=30)
     assert len(fig.axes) == 4  # picture, colour bar, penalty, slope
-    fig = plots.plot_margin_gallery(**GOWALLA, n_negatives=30)
-    titles = [ax.get_title().split(":")[0] for ax in fig.axes if ax.get_title()]
-    assert titles == ["Contrastive", "CCL", "Triplet / hinge", "MML"]
+    fig = plots.plot_margin_gallery(n_negatives=30)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title().split(":")[0] for ax in panels] == [
+        "Contrastive (w 1)", "CCL (w 150)", "Triplet / hinge", "MML (w_neg 700)"]
+    assert len(fig.axes) == 4 + 1  # four panels, one shared colour bar
+    # each loss at its own paper weight, all on one colour scale 0-700
+    assert set(_pushed(panels[1]).get_array()) == {150.0}
+    assert max(_pushed(panels[3]).get_array()) == 700.0
+    assert {(_pushed(ax).norm.vmin, _pushed(ax).norm.vmax) for ax in panels} == {(0.0, 700.0)}
+
+
+def test_explorer_figure_keeps_one_scale_so_w_neg_shows():
+    low = plots.explorer_figure("mml", values={**geometry.explorer_values("mml"), "w_neg": 200})
+    default = plots.explorer_figure("mml")
+    for fig in (low, default):
+        assert _pushed(fig.axes[0]).norm.vmax == 700.0
+        assert fig.axes[-1].get_ylim()[1] == pytest.approx(7 * 1.2)  # slope axis: 700 / N
+    assert max(_pushed(low.axes[0]).get_array()) == pytest.approx(200.0)
+    ccl = plots.explorer_figure("ccl")
+    assert ccl.axes[0].get_title().startswith("CCL (w 150)")
+    assert ccl.axes[-1].lines[0].get_color() == plots.loss_color("ccl")
+
+
+def test_margin_explorer_widget_resets_disables_and_redraws():
+    pytest.importorskip("ipywidgets")
+    ex = plots.MarginExplorer(n_negatives=30)
+    assert ex.draws == 1 and ex.values() == geometry.explorer_values("mml")
+    assert not any(s.disabled for name, s in ex.sliders.items() if name != "s_pos")
+    ex.sliders["w_neg"].value = 300.0
+    assert ex.draws == 2 and ex.figure.axes[0].get_title().startswith("MML (w_neg 300)")
+    ex.sliders["m1"].value = 0.5
+    ex.loss.value = "ccl"  # resets every slider to CCL's paper setting, one redraw
+    assert ex.draws == 4 and ex.values() == geometry.explorer_values("ccl")
+    assert ex.sliders["w_neg"].value == 150.0 and ex.sliders["m1"].value == 0.7
+    assert {n for n, s in ex.sliders.items() if not s.disabled} == {"m3", "w_neg"}
+    assert ex.figure.axes[0].get_title().startswith("CCL (w 150)")
+    ex.loss.value = "triplet"
+    assert {n for n, s in ex.sliders.items() if not s.disabled} == {"m3", "s_pos"}
+    ex.loss.value = "mml"
+    assert ex.values()["w_neg"] == 700.0 and ex.draws == 6
+    assert plots.figure_png(ex.figure)[:8] == b"\x89PNG\r\n\x1a\n"
+    bundle = ex._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/plain"].startswith("[margin explorer")  # what an unrun notebook shows
 
 
 def test_active_share_figure():
@@ -171,6 +252,9 @@ def test_active_share_figure():
                        "rows_with_active": [0.1, 0.3, 0.6, 0.9, 1.0, 1.0]})
     fig = plots.plot_active_share(df)
     assert len(fig.axes) == 2 and all(len(ax.lines) >= 2 for ax in fig.axes)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["negatives with a gradient, per row",
+                                                    "share of rows"]
+    assert fig.axes[0].lines[1].get_color() == plots.loss_color("MML")
     np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), [0.3, 3, 24])  # MML per row
     assert fig.axes[0].get_yscale() == "log"
     fig = plots.plot_active_share(df.assign(step=df["n_negatives"]), x="step")
@@ -204,8 +288,11 @@ def _sweep_frame():
 
 
 def test_metric_vs_negatives():
-    fig = plots.plot_metric_vs_negatives(_sweep_frame(), "recall@20")
-    assert [ax.get_title() for ax in fig.axes] == ["gowalla", "yelp2018"]
+    fig = plots.plot_metric_vs_negatives(_sweep_frame().assign(profile="paper"), "recall@20")
+    assert [ax.get_title() for ax in fig.axes] == ["yelp2018", "gowalla"]  # the tables' order
+    assert fig.get_suptitle() == "recall@20 against the number of negatives [paper profile · 2 seeds]"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["CCL", "MML", "BSL"]
+    assert all(ax.get_legend() is None for ax in fig.axes)  # one legend, outside the panels
     ax = fig.axes[0]
     lines = [line for line in ax.lines if len(line.get_xdata())]  # not the legend handles
     assert len(lines) == 3 and ax.get_xscale() == "log"
@@ -217,17 +304,24 @@ def test_metric_vs_negatives():
 
 
 def test_reproduced_vs_reported():
-    df = pd.DataFrame({"label": ["MF-CCL", "MF-MML"] * 4,
+    df = pd.DataFrame({"label": ["MF-CCL", "MF-MML"] * 4, "loss": ["ccl", "mml"] * 4,
+                       "seed": 2019,
                        "dataset": ["gowalla"] * 4 + ["yelp2018"] * 4,
                        "metric": ["recall@20", "recall@20", "ndcg@20", "ndcg@20"] * 2,
                        "reproduced": [0.17, 0.18, 0.14, 0.143, 0.067, 0.070, 0.055, 0.058],
                        "reported": [0.1783, 0.1816, 0.1426, 0.1435, 0.0673, 0.0702, 0.0551, 0.0580]})
     fig = plots.plot_reproduced_vs_reported(df)
     assert len(fig.axes) == 4  # 2 metrics × 2 datasets
-    ax = fig.axes[0]  # recall@20 · gowalla
-    assert ax.get_title() == "gowalla · recall@20"
+    assert [ax.get_title() for ax in fig.axes] == ["yelp2018 · recall@20", "gowalla · recall@20",
+                                                   "yelp2018 · ndcg@20", "gowalla · ndcg@20"]
+    assert fig.get_suptitle() == "Reproduced vs reported [1 seed]"
+    ax = fig.axes[1]  # recall@20 · gowalla
     assert [p.get_width() for p in ax.patches] == pytest.approx([0.17, 0.18])
+    assert [p.get_facecolor()[:3] for p in ax.patches] == [plots.loss_color("CCL"),
+                                                           plots.loss_color("MML")]
     np.testing.assert_allclose(ax.collections[-1].get_offsets()[:, 0], [0.1783, 0.1816])
+    with pytest.raises(ValueError, match="no colour for loss 'MF-CCL'"):
+        plots.plot_reproduced_vs_reported(df.drop(columns="loss"))
 
 
 def test_heatmap_marks_best_cell():
@@ -249,6 +343,72 @@ def test_save_figure(tmp_path):
     assert paths[1].read_bytes()[:5] == b"%PDF-"
     with pytest.raises(ValueError, match="profile"):
         plots.save_figure(fig, "x", "../quick", tmp_path)
+    with pytest.raises(ValueError, match="formats"):
+        plots.save_figure(fig, "x", "quick", tmp_path, formats=("jpg",))
+
+
+def test_save_figure_twice_gives_the_same_bytes(tmp_path):
+    """No creation date in the files: a re-run notebook leaves an unchanged figure unchanged."""
+    formats = ("png", "pdf", "svg")
+    first = [p.read_bytes() for p in plots.save_figure(
+        plots.plot_penalty_curve(), "f", "quick", tmp_path / "a", formats=formats)]
+    time.sleep(1.1)  # a date, if written, would now differ (PDF dates are to the second)
+    second = [p.read_bytes() for p in plots.save_figure(
+        plots.plot_penalty_curve(), "f", "quick", tmp_path / "b", formats=formats)]
+    assert first == second
+    assert b"CreationDate" not in first[1] and b"<dc:date>" not in first[2]
+
+
+# --- one palette -----------------------------------------------------------------------------
+
+
+def _plottable_loss_names() -> list[str]:
+    """Every loss name a figure function is given: registry and display names, the
+    matched-weight variants, the margin-geometry kinds and the active-share families."""
+    from mmlrepro.experiments import LOSS_NAMES
+    from mmlrepro.losses import LOSSES
+
+    return [*LOSSES, *LOSS_NAMES, *LOSS_NAMES.values(), "CCL (paper weight)",
+            "CCL (matched weight)", *geometry.LOSS_KINDS, *geometry.LOSS_TITLES.values(),
+            *(geometry.loss_family(label) for label in geometry.ACTIVE_SHARE_LOSSES)]
+
+
+def test_every_plottable_loss_has_one_fixed_colour():
+    from mmlrepro.experiments import LOSS_NAMES
+
+    for name in _plottable_loss_names():
+        assert plots.loss_color(name) in plots.LOSS_COLORS.values(), name
+    for registry, display in LOSS_NAMES.items():  # lower-case and display names agree
+        assert plots.loss_color(registry) == plots.loss_color(display), registry
+        assert plots.loss_color(display.upper()) == plots.loss_color(display)
+    assert plots.loss_color("CCL (paper weight)") == plots.loss_color("ccl")
+    assert plots.loss_color("CCL (matched weight)") != plots.loss_color("ccl")
+    assert plots.loss_color("triplet") == plots.loss_color("hinge")
+    colors = [plots.loss_color(d) for d in LOSS_NAMES.values()] + [
+        plots.loss_color("CCL (matched weight)"), plots.loss_color("contrastive")]
+    assert len(set(colors)) == len(colors)  # different losses, different colours
+    with pytest.raises(ValueError, match="no colour for loss 'CCL \\(matched w\\)'"):
+        plots.loss_color("CCL (matched w)")
+
+
+def _line_colors(fig) -> dict[str, tuple]:
+    return {t.get_text(): mpl.colors.to_rgb(h.get_color())
+            for h, t in zip(fig.legends[0].legend_handles, fig.legends[0].get_texts(),
+                            strict=True) if hasattr(h, "get_color")}
+
+
+def test_figures_colour_a_loss_the_same_under_any_name():
+    lower = _sweep_frame().assign(loss=lambda d: d["loss"].str.lower())
+    by_display = _line_colors(plots.plot_metric_vs_negatives(_sweep_frame()))
+    by_registry = _line_colors(plots.plot_metric_vs_negatives(lower))
+    assert list(by_display.values()) == list(by_registry.values())
+    assert by_registry == by_display  # the legend shows display names too
+    assert by_registry["MML"] == plots.loss_color("mml") and by_registry["CCL"] == plots.LOSS_COLORS["CCL"]
+    variants = _sweep_frame().assign(loss=lambda d: d["loss"].map(
+        {"CCL": "CCL (paper weight)", "BSL": "CCL (matched weight)", "MML": "MML"}))
+    colors = _line_colors(plots.plot_metric_vs_negatives(variants, hue="loss"))
+    assert colors == {"CCL (paper weight)": plots.loss_color("CCL"), "MML": plots.loss_color("MML"),
+                      "CCL (matched weight)": plots.LOSS_COLORS["CCL (matched weight)"]}
 
 
 def test_plot_learning_curves_marks_each_lines_best_epoch():
@@ -259,14 +419,32 @@ def test_plot_learning_curves_marks_each_lines_best_epoch():
             for d in ("yelp2018", "gowalla") for seed in (2019, 2020)
             for loss, curve in (("MML", [0.1, 0.3, 0.2]), ("CCL", [0.1, 0.15, 0.25]))
             for e, r in enumerate(curve, 1)]
-    fig = plot_learning_curves(pd.DataFrame(rows), "recall@20", style=None)
+    fig = plot_learning_curves(pd.DataFrame(rows), "recall@20", style=None,
+                               title_suffix="paper profile")
     axes = fig.axes
     assert [ax.get_title() for ax in axes] == ["yelp2018", "gowalla"]
+    assert fig.get_suptitle() == "recall@20 per epoch [2 seeds · paper profile]"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["MML", "CCL", "selected epoch"] and axes[1].get_legend() is None
+    fig.draw_without_rendering()  # runs the layout
+    assert fig.legends[0].get_window_extent().x0 >= axes[1].get_window_extent().x1  # outside
     dots = [c for c in axes[0].collections if c.get_offsets().shape == (2, 2)][-1].get_offsets()
     # MML peaks at epoch 2 (mean 0.305), CCL at epoch 3 (mean 0.255)
     assert np.allclose(np.asarray(dots), [[2, 0.305], [3, 0.255]])
     with pytest.raises(ValueError, match="model"):
         plot_learning_curves(pd.DataFrame(rows), "recall@20")  # style="model" needs the column
+
+
+def test_learning_curves_dot_the_epoch_the_run_selects():
+    """SPEC §6: SimpleX on Gowalla selects on NDCG@20, so its dot on the Recall@20 curve sits
+    at the NDCG peak; MF selects on Recall@20."""
+    rows = [{"dataset": "gowalla", "model": model, "loss_name": "MML", "seed": 2019, "epoch": e,
+             "recall@20": r, "ndcg@20": n}
+            for model in ("mf", "simplex")
+            for e, r, n in ((1, 0.10, 0.09), (2, 0.20, 0.08), (3, 0.15, 0.12))]
+    fig = plots.plot_learning_curves(pd.DataFrame(rows), "recall@20", style="model")
+    dots = [c for c in fig.axes[0].collections if c.get_offsets().shape == (2, 2)][-1]
+    assert np.allclose(np.asarray(dots.get_offsets()), [[2, 0.20], [3, 0.15]])
 
 
 def test_plot_gap_vs_noise_draws_noise_band_and_gaps():

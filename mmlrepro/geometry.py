@@ -91,11 +91,11 @@ def equivalent_mml(loss: str, margins: Sequence[float], weights: Sequence[float]
 
 def paper_setting(loss: str, dataset: str = "gowalla") -> dict:
     """``{"margins", "weights", "neg_weight"}`` of ``loss`` on ``dataset`` as the paper runs it
-    (SPEC §8, MF; from :func:`mmlrepro.experiments.loss_params`), in :func:`equivalent_mml`'s
+    (SPEC §8, MF; from :func:`mmlrepro.catalogue.loss_params`), in :func:`equivalent_mml`'s
     arguments: MML its margins, weights and w_neg (700 Gowalla, 400 Yelp2018); CCL m = 0.9 and
     its own w = 150 (not MML's w_neg); the hinge m = 0.9 (weight 1: a plain mean over the
     negatives); the contrastive toy w = 1 [assumed: an unweighted push, like the hinge]."""
-    from mmlrepro.experiments import loss_params
+    from mmlrepro.catalogue import loss_params
 
     kind = check_loss_kind(loss)
     if kind == "mml":

@@ -20,7 +20,7 @@ Conventions shared by every figure:
 
 - one colour per loss, whatever name it comes under (registry ``"mml"``, display ``"MML"``,
   variant ``"CCL (matched weight)"``): :func:`loss_color`, which refuses an unknown name;
-- datasets in the catalogue's order (:data:`mmlrepro.experiments.DATASETS`: Yelp2018, then
+- datasets in the catalogue's order (:data:`mmlrepro.data.NAMES`: Yelp2018, then
   Gowalla), as in the tables;
 - figures of stored runs say in their title the profile and the number of seeds they show
   (from the frame's ``profile`` and ``seed`` columns, plus ``title_suffix``);
@@ -46,7 +46,8 @@ from matplotlib.patches import Arc, Circle, Wedge
 from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
 from mmlrepro import geometry
-from mmlrepro.experiments import DATASETS, LOSS_NAMES
+from mmlrepro.comparison import LOSS_NAMES
+from mmlrepro.data import NAMES as DATASETS
 
 
 def _lighten(color, amount: float) -> tuple[float, float, float]:
@@ -57,7 +58,7 @@ def _lighten(color, amount: float) -> tuple[float, float, float]:
 
 
 # One fixed colour per loss (seaborn "colorblind" palette), keyed by its display name
-# (:data:`mmlrepro.experiments.LOSS_NAMES`), plus CCL at MML's weight (the matched-weight
+# (:data:`mmlrepro.comparison.LOSS_NAMES`), plus CCL at MML's weight (the matched-weight
 # control) and the contrastive toy of notebook 01. Every figure takes its colours from here.
 _PALETTE = sns.color_palette("colorblind", 10)
 LOSS_COLORS: dict[str, tuple[float, float, float]] = {
@@ -68,7 +69,7 @@ LOSS_COLORS: dict[str, tuple[float, float, float]] = {
     "debiased CCL": _lighten(_PALETTE[0], -0.5), "contrastive": (0.2, 0.2, 0.2),
 }
 # Other names of the same losses: the registry names, the variants of the matched-weight
-# control (experiments.compare("ccl_matched")) and the margin-geometry kinds and titles.
+# control (comparison.compare("ccl_matched")) and the margin-geometry kinds and titles.
 _ALIASES = {**LOSS_NAMES, "CCL (paper weight)": "CCL", "triplet": "pairwise hinge",
             geometry.LOSS_TITLES["triplet"]: "pairwise hinge"}
 _COLOR_KEYS = {**{name.lower(): name for name in LOSS_COLORS},
@@ -94,7 +95,7 @@ def loss_palette(names) -> dict[str, tuple[float, float, float]]:
 
 def dataset_order(values) -> list:
     """The distinct ``values`` in the tables' order: the catalogue's datasets first, in
-    :data:`mmlrepro.experiments.DATASETS` order, then anything else in order of appearance."""
+    :data:`mmlrepro.data.NAMES` order, then anything else in order of appearance."""
     seen = list(dict.fromkeys(values))
     known = [d for d in DATASETS if d in seen]
     return known + [v for v in seen if v not in known]
@@ -612,7 +613,7 @@ def _selected_epoch(line: pd.DataFrame, x: str, metric: str, dataset: str) -> tu
 def plot_learning_curves(df: pd.DataFrame, metric: str = "recall@20", x: str = "epoch",
                          hue: str = "loss_name", style: str | None = "model",
                          col: str = "dataset", title_suffix: str | None = None) -> Figure:
-    """``metric`` after every epoch (from :func:`mmlrepro.experiments.learning_curves`): colour
+    """``metric`` after every epoch (from :func:`mmlrepro.comparison.learning_curves`): colour
     by ``hue`` (the loss, :func:`loss_color`), line style by ``style`` (the model), one panel
     per ``col`` (dataset, in the tables' order); with several seeds the line is their mean and
     the band their min–max range. A dot marks each line's selected epoch, the one a paper
@@ -650,7 +651,7 @@ def plot_learning_curves(df: pd.DataFrame, metric: str = "recall@20", x: str = "
 @_styled
 def plot_gap_vs_noise(df: pd.DataFrame, label: str = "label", panels: str = "metric",
                       title_suffix: str | None = None) -> Figure:
-    """The paper's gaps against run-to-run noise (from :func:`mmlrepro.experiments.seed_noise`):
+    """The paper's gaps against run-to-run noise (from :func:`mmlrepro.comparison.seed_noise`):
     per row of ``df`` (y = ``label``) a black diamond at ``paper_gap`` (%), a dot in MML's
     colour at ``reproduced_gap`` and a grey bar of ±2·``noise`` around 0 — a gap inside the bar
     is within what two runs with different seeds differ by (≈ 95%). One panel per value of

@@ -365,7 +365,7 @@ def test_save_figure_twice_gives_the_same_bytes(tmp_path):
 def _plottable_loss_names() -> list[str]:
     """Every loss name a figure function is given: registry and display names, the
     matched-weight variants, the margin-geometry kinds and the active-share families."""
-    from mmlrepro.experiments import LOSS_NAMES
+    from mmlrepro.comparison import LOSS_NAMES
     from mmlrepro.losses import LOSSES
 
     return [*LOSSES, *LOSS_NAMES, *LOSS_NAMES.values(), "CCL (paper weight)",
@@ -374,7 +374,7 @@ def _plottable_loss_names() -> list[str]:
 
 
 def test_every_plottable_loss_has_one_fixed_colour():
-    from mmlrepro.experiments import LOSS_NAMES
+    from mmlrepro.comparison import LOSS_NAMES
 
     for name in _plottable_loss_names():
         assert plots.loss_color(name) in plots.LOSS_COLORS.values(), name

@@ -187,9 +187,17 @@ def _li2023(profile: str, seed: int, datasets: Iterable[str]) -> list[RunConfig]
     return out
 
 
+def _lr_reduce(profile: str, seed: int, datasets: Iterable[str]) -> list[RunConfig]:
+    """Issue 18's hypothesis: the paper's early-stopped ("Y") runs kept the SimpleX schedule of an
+    lr cut ×0.1 and a reload of the best weights on each non-improving epoch (SPEC §6), which
+    ends a run sooner and lower. MF + CCL and MF + MML, "Y", with ``lr_reduce``."""
+    return [paper_config(d, "mf", loss, profile=profile, seed=seed, selection="early_stop", lr_reduce=True,
+                         group="lr_reduce") for d in datasets for loss in ("ccl", "mml")]
+
+
 GROUPS: dict[str, Callable[[str, int, Iterable[str]], list[RunConfig]]] = {
     "table2": _table2, "table3": _table3, "figure3": _figure3, "ccl_matched": _ccl_matched,
-    "honest": _honest, "li2023": _li2023,
+    "honest": _honest, "li2023": _li2023, "lr_reduce": _lr_reduce,
 }
 
 

@@ -797,3 +797,17 @@ def figure_png(fig: Figure, dpi: int = 100) -> bytes:
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white",
                 metadata=_METADATA["png"])
     return buf.getvalue()
+
+
+VERDICT_MARKS = (("holds", "✓"), ("does not hold", "✗"))
+
+
+def mark_verdicts(claims: pd.DataFrame) -> pd.DataFrame:
+    """``claims`` with each verdict prefixed by ✓ (holds), ✗ (does not hold) or – (missing), so the
+    verdict survives where colours do not (a notebook as GitHub renders it)."""
+    def mark(verdict: str) -> str:
+        symbol = next((s for start, s in VERDICT_MARKS if str(verdict).startswith(start)), "–")
+        return f"{symbol} {verdict}"
+    if claims.empty or "verdict" not in claims:
+        return claims
+    return claims.assign(verdict=claims["verdict"].map(mark))

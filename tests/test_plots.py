@@ -460,3 +460,15 @@ def test_plot_gap_vs_noise_draws_noise_band_and_gaps():
     assert np.allclose(bars, [(-3.0, 6.0), (-4.0, 8.0)])  # ±2 sd around 0
     assert np.allclose(np.asarray(ax.collections[0].get_offsets()), [[4.0, 0], [1.0, 1]])
     assert [p.get_width() for p in fig.axes[1].patches] == [4.0, 0.0]  # NaN noise: no band
+
+
+def test_mark_verdicts_keeps_the_verdict_readable_without_colour():
+    import pandas as pd
+
+    from mmlrepro.plots import mark_verdicts
+
+    claims = pd.DataFrame({"claim": ["a", "b", "c", "d"],
+                           "verdict": ["holds (significant)", "does not hold", "missing runs", "holds"]})
+    assert list(mark_verdicts(claims)["verdict"]) == ["✓ holds (significant)", "✗ does not hold",
+                                                      "– missing runs", "✓ holds"]
+    assert list(claims["verdict"])[0] == "holds (significant)"  # the input is not changed

@@ -185,3 +185,12 @@ def test_unwritable_outputs_fail_before_any_data_is_loaded(tmp_path, monkeypatch
     with pytest.raises(ValueError, match="checkpoint folder"):
         run(CONFIG, results_dir=tmp_path / "store", checkpoint_dir=blocker / "ck")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_commit_comes_from_mmlrepro_commit_where_there_is_no_git(tmp_path, monkeypatch):
+    from mmlrepro.results import git_commit
+
+    monkeypatch.setenv("MMLREPRO_COMMIT", "abc123")
+    assert git_commit(tmp_path) == "abc123"  # tmp_path has no .git
+    monkeypatch.delenv("MMLREPRO_COMMIT")
+    assert git_commit(tmp_path) == "unknown"

@@ -7,7 +7,8 @@ BIN    := $(VENV)/bin
 # torch is pinned for the set-up only (the package itself accepts torch >= 2.2): on Linux,
 # torch==2.13.0 from PyPI is the CUDA build; on the project's CPU machines a local CPU build.
 TORCH  ?= torch==2.13.0
-export MMLREPRO_DATA_DIR ?= $(abspath ../shared/data)
+# only where that folder exists: a missing MMLREPRO_DATA_DIR is an error (data.py), an empty one is ignored
+export MMLREPRO_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
 .PHONY: setup test reproduce report notebooks lint clean
 

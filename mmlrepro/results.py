@@ -186,20 +186,23 @@ class ResultsStore:
         check_writable(self.runs_dir, "results store")
         check_writable(self.per_user_dir, "results store")
 
-    def _read(self, path: Path) -> dict[str, Any] | None:
-        """The valid record at ``path``, or None (a bad file is reported once, with its path)."""
+    @staticmethod
+    def _check_file(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+        """``(record, None)`` for a valid current record at ``path``, else ``(None, why)``."""
         try:
             record = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            why = f"does not parse ({err.__class__.__name__}: {err})"
-        else:
-            why = check_record(record, path.stem)
-            if why is None:
-                return record
-        if path not in self._reported:
+            return None, f"does not parse ({err.__class__.__name__}: {err})"
+        why = check_record(record, path.stem)
+        return (record, None) if why is None else (None, why)
+
+    def _read(self, path: Path) -> dict[str, Any] | None:
+        """The valid record at ``path``, or None (a bad file is reported once, with its path)."""
+        record, why = self._check_file(path)
+        if why is not None and path not in self._reported:
             self._reported.add(path)
             self.log(f"warning: {path}: {why}; treated as missing")
-        return None
+        return record
 
     def get(self, config: RunConfig, data_fingerprint: str) -> RunResult | None:
         path = self.path(config.key(data_fingerprint))
@@ -255,15 +258,9 @@ class ResultsStore:
 
     def problems(self) -> list[tuple[Path, str]]:
         """``(path, why)`` of every file in ``runs/`` that is not a valid current record."""
-        out = []
-        for path in sorted(self.runs_dir.glob("*.json")) if self.runs_dir.exists() else []:
-            try:
-                why = check_record(json.loads(path.read_text()), path.stem)
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-                why = f"does not parse ({err.__class__.__name__})"
-            if why is not None:
-                out.append((path, why))
-        return out
+        paths = sorted(self.runs_dir.glob("*.json")) if self.runs_dir.exists() else []
+        checked = ((path, self._check_file(path)[1]) for path in paths)
+        return [(path, why) for path, why in checked if why is not None]
 
     def require_current_schema(self) -> None:
         """:class:`StoreError` when the store holds records of an older schema (migrate first)."""

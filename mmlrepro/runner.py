@@ -19,7 +19,7 @@ from mmlrepro.config import RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS, Dataset
 from mmlrepro.devices import resolve_device
 from mmlrepro.files import check_writable
-from mmlrepro.results import ResultsStore, RunResult, default_results_dir, provenance
+from mmlrepro.results import ResultsStore, RunResult, StoreError, default_results_dir, provenance
 from mmlrepro.train import default_checkpoint_dir, early_stop_from_history, load_run_dataset, train
 
 
@@ -80,7 +80,8 @@ def _save(store: ResultsStore, result: RunResult, replace: bool) -> None:
 
         rescue = Path(tempfile.gettempdir()) / f"mmlrepro-rescued-{result.key}.json"
         atomic_write_json(result.to_dict(), rescue)
-        raise type(err)(f"{err} (the finished run is kept in {rescue})") from err
+        raise StoreError(f"{store.root}: the finished run could not be stored ({err}); "
+                         f"it is kept in {rescue}") from err
 
 
 def run(config: RunConfig, *, results_dir: str | Path | None = None, store: ResultsStore | None = None,
@@ -95,6 +96,12 @@ def run(config: RunConfig, *, results_dir: str | Path | None = None, store: Resu
     log = log or (lambda line: None)
     store = store or ResultsStore(results_dir)
     _check_outputs(store, train_kwargs.get("checkpoint_dir"), config.device)
+    return _stored_or_trained(config, store, dataset, data_dir, force, log, **train_kwargs)
+
+
+def _stored_or_trained(config: RunConfig, store: ResultsStore, dataset: Dataset | None, data_dir: str | None,
+                       force: bool, log: Callable[[str], None], **train_kwargs: Any) -> RunResult:
+    """:func:`run` after its checks of the outputs and the device."""
     source = dataset if dataset is not None else load_run_dataset(config, data_dir)
     fingerprint = source.fingerprint
     if not force:
@@ -167,7 +174,7 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
             break
         if device:
             config = config.replace(device=device)
-        result = run(config, store=store, dataset=sources[config.dataset], log=log)
+        result = _stored_or_trained(config, store, sources[config.dataset], data_dir, False, log)
         done.append(config)
         elapsed = time.perf_counter() - start
         eta = elapsed / i * (len(todo) - i)

@@ -58,7 +58,8 @@ def expected(config: dict[str, Any]) -> dict[str, Any]:
         out["reg_lambda"] = s["bsl"]["reg_lambda"][d]
     if li2023:
         out.update(n_negatives={800}, batch_size=s["li2023"]["batch_size"], model=s["li2023"]["model"])
-        out.pop("loss_params", None) if loss != "ccl" else None
+        if loss != "ccl":
+            out.pop("loss_params", None)
     out["model_params"] = s["simplex"][d] if m == "simplex" else {}
     return out
 

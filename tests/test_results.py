@@ -194,3 +194,17 @@ def test_commit_comes_from_mmlrepro_commit_where_there_is_no_git(tmp_path, monke
     assert git_commit(tmp_path) == "abc123"  # tmp_path has no .git
     monkeypatch.delenv("MMLREPRO_COMMIT")
     assert git_commit(tmp_path) == "unknown"
+
+
+def test_a_finished_run_that_cannot_be_stored_is_kept_in_a_rescue_file(tmp_path, monkeypatch):
+    from mmlrepro.results import RunResult
+
+    def full_disk(self, result, replace=False):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ResultsStore, "put", full_disk)
+    with pytest.raises(StoreError, match="kept in") as err:
+        run(CONFIG, results_dir=tmp_path, checkpoint_dir=tmp_path / "ckpt")
+    rescue = str(err.value).rsplit("kept in ", 1)[1]
+    assert "No space left" in str(err.value)
+    assert RunResult.from_dict(json.loads(open(rescue).read())).key == KEY

@@ -7,7 +7,15 @@ BIN    := $(VENV)/bin
 # torch is pinned for the set-up only (the package itself accepts torch >= 2.2): on Linux,
 # torch==2.13.0 from PyPI is the CUDA build; on the project's CPU machines a local CPU build.
 TORCH  ?= torch==2.13.0
-export MMLREPRO_DATA_DIR ?= $(abspath ../shared/data)
+# The shared datasets, only when that folder exists: a MMLREPRO_DATA_DIR that does not exist is
+# an error (issue 15), and an empty one is never exported.
+ifeq ($(strip $(MMLREPRO_DATA_DIR)),)
+ifneq ($(wildcard ../shared/data/.),)
+export MMLREPRO_DATA_DIR := $(abspath ../shared/data)
+else
+unexport MMLREPRO_DATA_DIR
+endif
+endif
 
 .PHONY: setup test reproduce report notebooks lint clean
 

@@ -7,8 +7,15 @@ BIN    := $(VENV)/bin
 # torch is pinned for the set-up only (the package itself accepts torch >= 2.2): on Linux,
 # torch==2.13.0 from PyPI is the CUDA build; on the project's CPU machines a local CPU build.
 TORCH  ?= torch==2.13.0
-# only where that folder exists: a missing MMLREPRO_DATA_DIR is an error (data.py), an empty one is ignored
-export MMLREPRO_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+# The shared datasets, only when that folder exists: a MMLREPRO_DATA_DIR that does not exist is
+# an error (issue 15), and an empty one is never exported.
+ifeq ($(strip $(MMLREPRO_DATA_DIR)),)
+ifneq ($(wildcard ../shared/data/.),)
+export MMLREPRO_DATA_DIR := $(abspath ../shared/data)
+else
+unexport MMLREPRO_DATA_DIR
+endif
+endif
 
 .PHONY: setup test reproduce report notebooks lint clean
 
@@ -25,12 +32,7 @@ lint: setup
 
 test: setup lint
 	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests
-	# the committed notebooks, run by nbval on a copy of the tree's notebooks, store and figures
-	# (their relative paths ../results and ../figures then point into the copy), so a test run
-	# never writes into the committed store or figures
-	rm -rf .nbval && mkdir -p .nbval/figures && cp -r notebooks results .nbval/
-	cd .nbval && TQDM_DISABLE=1 ../$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax notebooks
-	rm -rf .nbval
+	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax notebooks
 
 reproduce: setup
 	$(BIN)/mmlrepro reproduce $(ARGS)
@@ -43,4 +45,4 @@ notebooks: setup
 	$(BIN)/mmlrepro notebooks --profile $(or $(PROFILE),quick)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .nbval
+	rm -rf $(VENV) .pytest_cache .ruff_cache

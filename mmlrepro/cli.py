@@ -20,13 +20,13 @@ def _json_value(text: str) -> Any:
         return text
 
 
-def _parse_params(items: list[str]) -> dict[str, Any]:
+def _parse_params(items: list[str], option: str = "--param") -> dict[str, Any]:
     """``name=value`` pairs; values are JSON (``margins=[0.7,0.8]``) or plain strings."""
     out: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
-            raise SystemExit(f"error: expected NAME=VALUE, got {item!r}")
-        name, value = item.split("=", 1)
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{option}: expected NAME=VALUE, got {item!r}")
         out[name.strip()] = _json_value(value)
     return out
 
@@ -136,7 +136,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_notebooks(args: argparse.Namespace) -> int:
     from mmlrepro.notebooks import run_notebooks
 
-    parameters = _parse_params(args.param) if args.param else {}
+    parameters = _parse_params(args.param, "-p/--param") if args.param else {}
     if args.seeds is not None:
         parameters["seeds"] = args.seeds
     if args.no_train:
@@ -166,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="override one loss hyperparameter (JSON value, e.g. margins=[0.7,0.9]) on top of "
                         "the SPEC §8 values of the dataset, model and loss")
-    p.add_argument("--negatives", type=int)
+    p.add_argument("--negatives", type=int,
+                   help="negatives per row, drawn with replacement (may exceed the item count); at most "
+                        "100,000, and one step's negatives must fit in half the device's memory")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--epochs", type=int)
@@ -229,9 +231,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the package's errors become one line on stderr and exit status 2
-    (130 for Ctrl-C), with the traceback only under ``--debug``."""
+    (130 for Ctrl-C), with the traceback only under ``--debug``.
+
+    Errors: ``ValueError`` (bad parameters, ``DataError``, ``StoreError``, ``OutputError``,
+    ``DeviceError``), ``OSError`` (named by its path), ``NonFiniteLossError``, and running out of
+    memory. Ctrl-C (``RunInterrupted`` or a bare ``KeyboardInterrupt``) says what was kept."""
+    import torch
+
+    from mmlrepro.files import describe_error
     from mmlrepro.train import NonFiniteLossError, RunInterrupted
 
     args = build_parser().parse_args(argv)
@@ -240,12 +254,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, NonFiniteLossError) as err:
         if args.debug:
             raise
-        print(f"error: {' '.join(str(err).split()) or err.__class__.__name__}", file=sys.stderr)
-        return 2
+        return _fail(describe_error(err))
+    except (MemoryError, torch.cuda.OutOfMemoryError) as err:
+        if args.debug:
+            raise
+        return _fail(f"out of memory ({describe_error(err)}); try fewer negatives, a smaller batch "
+                     "or another device")
     except (RunInterrupted, KeyboardInterrupt) as err:
         if args.debug:
             raise
-        print(f"interrupted: {err or 'stopped before any run started; nothing was written'}", file=sys.stderr)
+        what = " ".join(str(err).split()) or ("stopped by Ctrl-C; every run that finished before it is "
+                                              "stored, and no file was left half-written")
+        print(f"interrupted: {what}", file=sys.stderr)
         return 130
 
 

@@ -7,6 +7,7 @@ relies on sparse row gradients, neither of which MPS supports.
 
 from __future__ import annotations
 
+import os
 import re
 
 import torch
@@ -40,6 +41,17 @@ def resolve_device(device: str) -> torch.device:
             raise DeviceError(f"device {device!r} asked for, but only {torch.cuda.device_count()} "
                               "CUDA GPU(s) are visible")
     return resolved
+
+
+def device_memory(device: torch.device) -> int:
+    """Bytes of memory of ``device``: the GPU's total memory, or the machine's physical RAM for
+    the CPU; 0 when it cannot be told (the caller then checks nothing against it)."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def device_name(device: torch.device) -> str:

@@ -49,6 +49,15 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def describe_error(err: BaseException) -> str:
+    """``err`` in one line: ``PATH: reason`` for an OSError with a file name, else its message
+    (or its class name when it has none)."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        target = f" -> {err.filename2}" if err.filename2 is not None else ""
+        return f"{err.filename}{target}: {err.strerror}"
+    return " ".join(str(err).split()) or err.__class__.__name__
+
+
 def check_writable(folder: str | os.PathLike, what: str) -> Path:
     """Raise :class:`OutputError` unless ``folder`` is a writable folder or could be created as one.
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from mmlrepro.config import PROFILES as RUN_PROFILES
 from mmlrepro.data import Dataset
+from mmlrepro.files import check_writable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
@@ -77,6 +78,7 @@ def run_notebooks(profile: str = "quick", output_dir: str | Path | None = None,
     wanted = {"profile": profile, "smoke": bool(smoke), **dict(parameters or {})}
     out_dir = Path(output_dir) if output_dir is not None else None
     if out_dir is not None:
+        check_writable(out_dir, "notebook output folder")
         out_dir.mkdir(parents=True, exist_ok=True)
     done = []
     for path in paths:

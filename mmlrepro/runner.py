@@ -4,11 +4,16 @@ The flow is one way: :func:`run` looks a config up in the store (by its key on t
 loaded), reads an early-stopped run off its stored twin, or trains it and stores it;
 :func:`run_missing` does that for the catalogue's plan. Every output location and the device are
 checked, and the data loaded, before the first step, so a run never trains and then fails to
-save. The settings of what is about to be trained are printed first.
+save; the run itself (data against K, user subsample, negatives) is checked by
+:func:`mmlrepro.train.check_run` before any step. Should storing a finished run still fail, it is
+written to a rescue file that the error names (:func:`_save`). Ctrl-C during ``run_missing`` says
+how many runs were stored and that the same command goes on. The settings of what is about to be
+trained are printed first.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,9 +23,17 @@ from mmlrepro.catalogue import DATASETS, catalogue_key, plan
 from mmlrepro.config import RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS, Dataset
 from mmlrepro.devices import resolve_device
-from mmlrepro.files import check_writable
+from mmlrepro.files import atomic_write, atomic_write_json, check_writable, describe_error
+from mmlrepro.metrics import save_per_user
 from mmlrepro.results import ResultsStore, RunResult, StoreError, default_results_dir, provenance
-from mmlrepro.train import default_checkpoint_dir, early_stop_from_history, load_run_dataset, train
+from mmlrepro.train import (
+    RunInterrupted,
+    check_run,
+    default_checkpoint_dir,
+    early_stop_from_history,
+    load_run_dataset,
+    train,
+)
 
 
 def _stdout(line: str) -> None:
@@ -51,12 +64,15 @@ def run_key(config: RunConfig, data_dir: str | None = None, dataset: Dataset | N
     return config.key(source.fingerprint)
 
 
-def _check_outputs(store: ResultsStore, checkpoint_dir: str | Path | None, device: str | None) -> None:
+def _check_outputs(store: ResultsStore, checkpoint_dir: str | Path | None, device: str | None,
+                   linear: bool = False) -> None:
     """Everything a run writes, and its device, checked before any data is loaded (issue 15)."""
     if device is not None:
         resolve_device(device)
     store.check_writable()
     check_writable(checkpoint_dir or default_checkpoint_dir(), "checkpoint folder")
+    if linear:
+        check_writable(store.root / "linear", "linear results folder")
     store.require_current_schema()
 
 
@@ -69,19 +85,36 @@ def _data_note(config: RunConfig, source: Dataset) -> str:
             "which shows the paper's data, leaves them out")
 
 
+def _rescue(result: RunResult, root: Path) -> Path | None:
+    """Write a finished run the store could not take to the first folder that takes it:
+    ``<store>/rescued/``, ``~/.cache/mmlrepro/rescued/``, the temporary folder. The JSON is a
+    store record (``RunResult.from_dict`` reads it back); per-user values go beside it (.npz)."""
+    name = f"mmlrepro-rescued-{result.key}.json"
+    for folder in (root / "rescued", Path.home() / ".cache" / "mmlrepro" / "rescued", Path(tempfile.gettempdir())):
+        try:
+            path = atomic_write_json(result.to_dict(), folder / name)
+            if result.per_user is not None:
+                atomic_write(path.with_suffix(".npz"), lambda tmp: save_per_user(result.per_user, tmp))
+            return path
+        except OSError:
+            continue
+    return None
+
+
 def _save(store: ResultsStore, result: RunResult, replace: bool) -> None:
     """Store a finished run; if that fails after all, keep it in a rescue file and say where."""
     try:
         store.put(result, replace=replace)
     except BaseException as err:
-        import tempfile
-
-        from mmlrepro.files import atomic_write_json
-
-        rescue = Path(tempfile.gettempdir()) / f"mmlrepro-rescued-{result.key}.json"
-        atomic_write_json(result.to_dict(), rescue)
-        raise StoreError(f"{store.root}: the finished run could not be stored ({err}); "
-                         f"it is kept in {rescue}") from err
+        if not isinstance(err, Exception | KeyboardInterrupt):
+            raise
+        rescue = _rescue(result, store.root)
+        kept = (f"the finished run is kept in {rescue}" if rescue is not None
+                else "no rescue file could be written either")
+        if isinstance(err, KeyboardInterrupt):
+            raise RunInterrupted(f"{result.config.label()}: interrupted while it was being stored; {kept}") from None
+        raise StoreError(f"{result.config.label()}: storing the finished run in {store.root} failed "
+                         f"({describe_error(err)}); {kept}") from err
 
 
 def run(config: RunConfig, *, results_dir: str | Path | None = None, store: ResultsStore | None = None,
@@ -96,12 +129,6 @@ def run(config: RunConfig, *, results_dir: str | Path | None = None, store: Resu
     log = log or (lambda line: None)
     store = store or ResultsStore(results_dir)
     _check_outputs(store, train_kwargs.get("checkpoint_dir"), config.device)
-    return _stored_or_trained(config, store, dataset, data_dir, force, log, **train_kwargs)
-
-
-def _stored_or_trained(config: RunConfig, store: ResultsStore, dataset: Dataset | None, data_dir: str | None,
-                       force: bool, log: Callable[[str], None], **train_kwargs: Any) -> RunResult:
-    """:func:`run` after its checks of the outputs and the device."""
     source = dataset if dataset is not None else load_run_dataset(config, data_dir)
     fingerprint = source.fingerprint
     if not force:
@@ -111,6 +138,7 @@ def _stored_or_trained(config: RunConfig, store: ResultsStore, dataset: Dataset 
         derived = derive_early_stop(store, config, fingerprint)
         if derived is not None:
             return derived
+    check_run(config, source)
     if note := _data_note(config, source):
         log(note)
     log(f"training {config.label()} #{config.key(fingerprint)}: {config.settings()}")
@@ -147,7 +175,7 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
         raise ValueError(f"max_minutes must be >= 0, got {max_minutes}")
     groups, datasets = list(groups), list(datasets)
     store = ResultsStore(results_dir)
-    _check_outputs(store, None, device)
+    _check_outputs(store, None, device, linear="linear" in groups)
     if "linear" in groups:
         groups.remove("linear")
         run_linear_group(profile, results_dir=results_dir, datasets=datasets, device=device,
@@ -165,8 +193,28 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
     log(f"{len(runs)} runs planned for {', '.join(groups)} [{profile}], "
         f"{len(runs) - len(todo)} already in {store.root} (early-stopped ones read off their "
         f"stored twins included), {len(todo)} to run")
-    start = time.perf_counter()
+    for config in todo:
+        check_run(config.replace(device=device) if device else config, sources[config.dataset])
     done: list[RunConfig] = []
+    try:
+        _train_in_turn(todo, store, sources, device, max_minutes, log, done)
+    except (KeyboardInterrupt, RunInterrupted) as err:
+        raise RunInterrupted(_stopped(err, len(done), len(todo), store.root)) from None
+    return done
+
+
+def _stopped(err: BaseException, n_done: int, n_todo: int, root: Path) -> str:
+    """What an interrupted ``reproduce`` kept and how to go on."""
+    what = f"{err}; " if str(err) else "interrupted between runs; "
+    return (f"{what}{n_done} of the {n_todo} runs to do had finished before it (stored in {root}); "
+            "the same command trains only the runs still missing")
+
+
+def _train_in_turn(todo: list[RunConfig], store: ResultsStore, sources: dict[str, Dataset],
+                   device: str | None, max_minutes: float | None, log: Callable[[str], None],
+                   done: list[RunConfig]) -> None:
+    """:func:`run_missing`'s loop: train ``todo`` in order, appending each finished config to ``done``."""
+    start = time.perf_counter()
     for i, config in enumerate(todo, 1):
         elapsed = time.perf_counter() - start
         if max_minutes is not None and done and elapsed + elapsed / len(done) > max_minutes * 60:
@@ -174,14 +222,13 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
             break
         if device:
             config = config.replace(device=device)
-        result = _stored_or_trained(config, store, sources[config.dataset], data_dir, False, log)
+        result = run(config, store=store, dataset=sources[config.dataset], log=log)
         done.append(config)
         elapsed = time.perf_counter() - start
         eta = elapsed / i * (len(todo) - i)
         log(f"[{i}/{len(todo)}] {config.label()}: recall@20 {result.best['recall@20']:.4f} "
             f"ndcg@20 {result.best['ndcg@20']:.4f} (best epoch {result.best['epoch']}) "
             f"| {elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min")
-    return done
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,32 +239,43 @@ def run_linear_group(profile: str, *, results_dir: str | Path | None = None,
                      datasets: Iterable[str] = DATASETS, device: str | None = None,
                      data_dir: str | None = None, log: Callable[[str], None] | None = _stdout) -> int:
     """Fit the EASE / iALS runs of :func:`mmlrepro.linear.linear_grid` that
-    ``results/linear/`` lacks; returns how many were fitted."""
-    from mmlrepro.linear import (
-        ease_priors,
-        linear_dataset,
-        linear_grid,
-        linear_result,
-        run_linear,
-        save_linear_result,
-    )
+    ``results/linear/`` lacks; returns how many were fitted.
+
+    The folder and the device are checked before any data is loaded; Ctrl-C raises
+    :class:`RunInterrupted` saying how many fits were stored (each is stored when done)."""
+    from mmlrepro.linear import linear_grid
 
     root = Path(results_dir) if results_dir is not None else default_results_dir()
+    folder = check_writable(root / "linear", "linear results folder")
+    if device is not None:
+        resolve_device(device)
     grid = [c for c in linear_grid("quick" if profile == "smoke" else profile) if c.dataset in set(datasets)]
     todo = [c.replace(device=device) if device else c for c in grid
-            if not (root / "linear" / f"{c.key()}.json").exists()]
+            if not (folder / f"{c.key()}.json").exists()]
     if log:
         log(f"linear [{profile}]: {len(grid)} runs planned, {len(todo)} to run")
-    done = 0
+    done: list[Any] = []
 
     def record(config, result) -> None:
-        nonlocal done
-        save_linear_result(result, root / "linear")
-        done += 1
-        if log:
-            log(f"[linear {done}/{len(todo)}] {config.label()}: recall@20 {result['metrics']['recall@20']:.4f}")
+        from mmlrepro.linear import save_linear_result
 
-    # EASE: one inversion per (dataset, λ), shared by its priors τ⁺ (mmlrepro.linear.ease_priors)
+        save_linear_result(result, folder)
+        done.append(config)
+        if log:
+            log(f"[linear {len(done)}/{len(todo)}] {config.label()}: recall@20 {result['metrics']['recall@20']:.4f}")
+
+    try:
+        _fit_linear(todo, data_dir, record)
+    except (KeyboardInterrupt, RunInterrupted) as err:
+        raise RunInterrupted(_stopped(err, len(done), len(todo), folder)) from None
+    return len(todo)
+
+
+def _fit_linear(todo: list[Any], data_dir: str | None, record: Callable[[Any, dict], None]) -> None:
+    """Fit and ``record`` each linear config of ``todo``; EASE shares one inversion per
+    (dataset, λ) among its priors τ⁺ (:func:`mmlrepro.linear.ease_priors`)."""
+    from mmlrepro.linear import ease_priors, linear_dataset, linear_result, run_linear
+
     families: dict[tuple, list] = {}
     for config in todo:
         if config.method == "ease":
@@ -235,4 +293,3 @@ def run_linear_group(profile: str, *, results_dir: str | Path | None = None,
     for config in todo:
         if config.method != "ease":
             record(config, run_linear(config, data_dir=data_dir))
-    return len(todo)

@@ -24,7 +24,7 @@ from torch import nn
 
 from mmlrepro.config import RunConfig
 from mmlrepro.data import Dataset, load_named_or_synthetic
-from mmlrepro.devices import device_name, resolve_device
+from mmlrepro.devices import device_memory, device_name, resolve_device
 from mmlrepro.files import atomic_write, check_writable
 from mmlrepro.losses import get_loss
 from mmlrepro.metrics import EvalIndex, evaluate
@@ -36,6 +36,7 @@ from mmlrepro.step import ExactStep, batch_loss
 # A checkpoint after an epoch once this many seconds have passed since the last (train()).
 CHECKPOINT_EVERY_S = 30.0
 LR_REDUCE_FACTOR, LR_FLOOR = 0.1, 1e-6   # the SimpleX schedule (SPEC §6)
+MAX_NEGATIVES = 100_000   # the most negatives per row a run may draw (check_negatives)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -67,16 +68,66 @@ def run_dataset(config: RunConfig, source: Dataset) -> Dataset:
     """``source`` as the run sees it: the quick profile's user subsample, drawn with a fixed seed
     (0) so that every run of a group sees the same users whatever its own seed [assumed].
 
-    A subsample that would keep every user is refused (it would change nothing), as is data with
-    too few items for the evaluated K (:meth:`Dataset.check_for_ranking`).
+    A subsample that would keep every user is refused (it would change nothing); see
+    :func:`check_run` for every check made before a run starts.
     """
-    source.check_for_ranking()
     if config.user_subsample is None:
         return source
-    if config.user_subsample >= source.n_users:
+    _check_subsample(config, source)
+    return source.subsample_users(config.user_subsample, seed=0)
+
+
+def _check_subsample(config: RunConfig, source: Dataset) -> None:
+    if config.user_subsample is not None and config.user_subsample >= source.n_users:
         raise ValueError(f"RunConfig.user_subsample: {config.user_subsample} >= the {source.n_users} "
                          f"users of {config.dataset}, so it would change nothing; use None")
-    return source.subsample_users(config.user_subsample, seed=0)
+
+
+def step_bytes(config: RunConfig, n_rows: int) -> int:
+    """Estimated memory of one training step's negatives: ``rows · N · (16·dim + 8)`` bytes.
+
+    ``rows = min(batch_size, n_rows)``; per negative of a row the step holds its int64 id and
+    about four float32 ``dim``-vectors (the gathered embedding, its gradient and two
+    intermediates of the fused cosine). Measured on the CPU at N = 800 (benchmarks/RESULTS.md,
+    "Memory at 800 negatives"): 182 MiB for Gowalla (batch 256) and 297 MiB for Yelp2018 (batch
+    512) against 201 and 403 MiB estimated, so the estimate is an upper bound.
+    """
+    return min(config.batch_size, n_rows) * config.n_negatives * (16 * config.dim + 8)
+
+
+def check_negatives(config: RunConfig, n_rows: int, device: torch.device) -> None:
+    """ValueError naming ``n_negatives`` when the run's negatives cannot be trained (SPEC §4).
+
+    The rule [assumed]: N may exceed the number of items (negatives are drawn uniformly with
+    replacement, SPEC §4), but N must be at most ``MAX_NEGATIVES`` (100,000; the paper's largest
+    is 800), and one step's negatives (:func:`step_bytes`) must fit in half of the device's
+    memory (:func:`mmlrepro.devices.device_memory`; the rest is for the data, the model and the
+    evaluation). Checked before any data reaches the device.
+    """
+    n = config.n_negatives
+    if n > MAX_NEGATIVES:
+        raise ValueError(f"RunConfig.n_negatives: {n:,} negatives is over the {MAX_NEGATIVES:,} accepted "
+                         f"(the paper's largest N is 800; N may exceed the item count, SPEC §4)")
+    need, memory = step_bytes(config, n_rows), device_memory(device)
+    if memory and need > memory // 2:
+        rows = min(config.batch_size, n_rows)
+        raise ValueError(f"RunConfig.n_negatives: {n:,} negatives x {rows:,} rows a batch x dim {config.dim} "
+                         f"need about {need / 2**30:,.1f} GiB a step, over half of the "
+                         f"{memory / 2**30:,.1f} GiB of {device.type} memory; use fewer negatives "
+                         "or a smaller batch")
+
+
+def check_run(config: RunConfig, source: Dataset, device: torch.device | None = None) -> None:
+    """Everything about ``config`` on ``source`` that would fail a run, checked before any step.
+
+    The data must have more items than the largest K evaluated (:meth:`Dataset.check_for_ranking`:
+    such data is rejected, not evaluated at the Ks that fit [assumed]), a user subsample must
+    keep fewer users than there are, and the negatives must fit (:func:`check_negatives`).
+    """
+    source.check_for_ranking()
+    _check_subsample(config, source)
+    n_rows = len(source.train_indices)
+    check_negatives(config, n_rows, device if device is not None else resolve_device(config.device))
 
 
 def build_model(config: RunConfig, dataset: Dataset) -> nn.Module:
@@ -118,7 +169,9 @@ def _stops(history: list[dict[str, float]], config: RunConfig) -> bool:
 
 
 def default_checkpoint_dir() -> Path:
-    return Path(os.environ.get("MMLREPRO_CHECKPOINT_DIR", Path.home() / ".cache" / "mmlrepro" / "checkpoints"))
+    """``$MMLREPRO_CHECKPOINT_DIR`` (an empty value counts as unset), else
+    ``~/.cache/mmlrepro/checkpoints``."""
+    return Path(os.environ.get("MMLREPRO_CHECKPOINT_DIR") or Path.home() / ".cache" / "mmlrepro" / "checkpoints")
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -208,7 +261,8 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
     completes. A Gowalla checkpoint costs about 0.13 s to write; the 30 s default keeps one per
     epoch for CPU paper runs and loses at most 30 s of work on a kill. ``on_epoch_end(epoch,
     record)`` is called after any checkpoint of that epoch is written (tests use it to simulate a
-    kill). Ctrl-C raises :class:`RunInterrupted` naming the checkpoint kept.
+    kill). Ctrl-C raises :class:`RunInterrupted` naming the checkpoint kept. The data, the
+    user subsample and the negatives are checked (:func:`check_run`) before any step.
     """
     log = log or (lambda line: None)
     if checkpoint_every_s < 0:
@@ -216,6 +270,7 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
     device = resolve_device(config.device)
     ckpt_dir = check_writable(checkpoint_dir or default_checkpoint_dir(), "checkpoint folder")
     source = dataset if dataset is not None else load_run_dataset(config, data_dir)
+    check_run(config, source, device)
     fingerprint = source.fingerprint
     key = config.key(fingerprint)
     data = run_dataset(config, source)
@@ -317,7 +372,8 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
                 on_epoch_end(epoch, record)
     except KeyboardInterrupt:
         kept = (f"the checkpoint of epoch {saved_epoch} is kept at {ckpt_path}; the same command resumes it"
-                if ckpt_path.exists() else "no checkpoint had been written yet")
+                if ckpt_path.exists() else "no checkpoint had been written yet, so nothing was kept; "
+                "the same command starts the run over")
         raise RunInterrupted(f"{config.label()}: interrupted during epoch {len(history) + 1}; {kept}") from None
     finally:
         bar.close()

@@ -115,7 +115,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     groups = args.groups or list(DEFAULT_GROUPS)
     run_missing(groups, profile, args.seeds, results_dir=args.results_dir, datasets=args.datasets,
                 device=args.device, data_dir=args.data_dir, max_minutes=args.max_minutes,
-                log=lambda line: print(line, flush=True))
+                refresh_per_user=args.refresh_per_user, log=lambda line: print(line, flush=True))
     for group in [] if args.no_compare else [g for g in groups if g != "linear"]:
         tables = compare(group, profile, args.results_dir)
         print(f"\n== {group} [{profile}] ==")
@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="start no run that would end past this budget (the rest stays for later)")
+    p.add_argument("--refresh-per-user", action="store_true",
+                   help="train again the stored runs that have no per-user values (the old record "
+                        "is set aside), so their comparisons get significance tests")
     p.add_argument("--no-compare", action="store_true", help="skip the comparison tables at the end")
     p.add_argument("--results-dir", default=None, help="results store (default: results/)")
     p.add_argument("--data-dir", default=None)

@@ -235,6 +235,9 @@ class ResultsStore:
                 raise StoreError(f"{path} already holds this run; pass replace=True (--force) to replace it")
             else:
                 self._set_aside(path, "is replaced by a new run of the same key")
+        old_per_user = self.per_user_dir / f"{key}.npz"
+        if old_per_user.exists():   # the replaced run's, or a stray file: never left to the new run
+            self._set_aside(old_per_user, "belonged to the replaced run")
         if result.per_user is not None:
             atomic_write(self.per_user_dir / f"{key}.npz",
                          lambda tmp: save_per_user(result.per_user, tmp))

@@ -40,21 +40,24 @@ def _stdout(line: str) -> None:
     print(line, flush=True)
 
 
-def derive_early_stop(store: ResultsStore, config: RunConfig, data_fingerprint: str) -> RunResult | None:
+def derive_early_stop(store: ResultsStore, config: RunConfig, data_fingerprint: str,
+                      replace: bool = False) -> RunResult | None:
     """Store and return ``config``'s early-stopped run read off its stored ``paper`` twin.
 
     ``None`` when ``config`` is not an ``early_stop`` run without ``lr_reduce`` or the store
     lacks the twin. See :func:`mmlrepro.train.early_stop_from_history` for why this equals
-    training it; the provenance names the twin (``derived_from``) and keeps its provenance.
+    training it (it keeps the twin's per-user values when both select the same epoch); the
+    provenance names the twin (``derived_from``) and keeps its provenance. ``replace``: a stored
+    record of ``config`` is set aside and replaced.
     """
     if config.selection != "early_stop" or config.lr_reduce:
         return None
     twin = store.get(config.replace(selection="paper"), data_fingerprint)
     if twin is None:
         return None
-    result = early_stop_from_history(twin, config)
+    result = early_stop_from_history(twin, config, store.per_user(twin.key))
     result.provenance = {**provenance(), "derived_from": twin.key, "twin_provenance": twin.provenance}
-    store.put(result)
+    store.put(result, replace=replace)
     return result
 
 
@@ -159,7 +162,7 @@ def missing_runs(groups: Iterable[str], profile: str, n_seeds: int,
 def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
                 results_dir: str | Path | None = None, datasets: Iterable[str] = DATASETS,
                 device: str | None = None, data_dir: str | None = None,
-                max_minutes: float | None = None,
+                max_minutes: float | None = None, refresh_per_user: bool = False,
                 log: Callable[[str], None] | None = _stdout) -> list[RunConfig]:
     """Train the planned runs the store lacks, in plan order, logging progress and ETA.
 
@@ -168,7 +171,10 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
     "N" twin is stored is read off the twin's history instead of trained (:func:`derive_early_stop`);
     the plan puts the "N" runs first. With ``max_minutes``, no run is started once the elapsed
     time plus the mean time of the runs done so far would pass the budget (for lent GPUs with a
-    per-call limit). Returns the configs that were trained.
+    per-call limit). With ``refresh_per_user``, stored runs of the plan that have no per-user
+    values (trained before issue 16) are trained again, or read off their refreshed twin, and
+    replace the stored record, which is set aside, not lost. Returns the configs that were
+    trained.
     """
     log = log or (lambda line: None)
     if max_minutes is not None and not max_minutes >= 0:  # 0: only the first run
@@ -188,16 +194,20 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
     for config in runs[:1] + [c for c in runs if c.dataset != runs[0].dataset][:1]:
         if note := _data_note(config, sources[config.dataset]):
             log(note)
-    todo = [c for c in runs if not store.contains(c, sources[c.dataset].fingerprint)
-            and derive_early_stop(store, c, sources[c.dataset].fingerprint) is None]
+    missing = [c for c in runs if not store.contains(c, sources[c.dataset].fingerprint)
+               and derive_early_stop(store, c, sources[c.dataset].fingerprint) is None]
+    stale = {key for c in runs if c not in missing and refresh_per_user
+             and store.per_user(key := c.key(sources[c.dataset].fingerprint)) is None}
+    todo = [c for c in runs if c in missing or c.key(sources[c.dataset].fingerprint) in stale]
     log(f"{len(runs)} runs planned for {', '.join(groups)} [{profile}], "
-        f"{len(runs) - len(todo)} already in {store.root} (early-stopped ones read off their "
-        f"stored twins included), {len(todo)} to run")
+        f"{len(runs) - len(missing)} already in {store.root} (early-stopped ones read off their "
+        f"stored twins included), {len(missing)} to run"
+        + (f", {len(stale)} stored without per-user values to run again" if refresh_per_user else ""))
     for config in todo:
         check_run(config.replace(device=device) if device else config, sources[config.dataset])
     done: list[RunConfig] = []
     try:
-        _train_in_turn(todo, store, sources, device, max_minutes, log, done)
+        _train_in_turn(todo, store, sources, device, max_minutes, log, done, stale)
     except (KeyboardInterrupt, RunInterrupted) as err:
         raise RunInterrupted(_stopped(err, len(done), len(todo), store.root)) from None
     return done
@@ -212,8 +222,10 @@ def _stopped(err: BaseException, n_done: int, n_todo: int, root: Path) -> str:
 
 def _train_in_turn(todo: list[RunConfig], store: ResultsStore, sources: dict[str, Dataset],
                    device: str | None, max_minutes: float | None, log: Callable[[str], None],
-                   done: list[RunConfig]) -> None:
-    """:func:`run_missing`'s loop: train ``todo`` in order, appending each finished config to ``done``."""
+                   done: list[RunConfig], replace: set[str] = frozenset()) -> None:
+    """:func:`run_missing`'s loop: train ``todo`` in order, appending each finished config to
+    ``done``; a run whose key is in ``replace`` is read off its twin again or retrained, and
+    replaces its stored record."""
     start = time.perf_counter()
     for i, config in enumerate(todo, 1):
         elapsed = time.perf_counter() - start
@@ -222,7 +234,10 @@ def _train_in_turn(todo: list[RunConfig], store: ResultsStore, sources: dict[str
             break
         if device:
             config = config.replace(device=device)
-        result = run(config, store=store, dataset=sources[config.dataset], log=log)
+        source = sources[config.dataset]
+        force = config.key(source.fingerprint) in replace
+        derived = derive_early_stop(store, config, source.fingerprint, replace=True) if force else None
+        result = derived or run(config, store=store, dataset=source, force=force, log=log)
         done.append(config)
         elapsed = time.perf_counter() - start
         eta = elapsed / i * (len(todo) - i)

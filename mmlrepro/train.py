@@ -27,7 +27,7 @@ from mmlrepro.data import Dataset, load_named_or_synthetic
 from mmlrepro.devices import device_memory, device_name, resolve_device
 from mmlrepro.files import atomic_write, check_writable
 from mmlrepro.losses import get_loss
-from mmlrepro.metrics import EvalIndex, evaluate
+from mmlrepro.metrics import EvalIndex, PerUser, evaluate
 from mmlrepro.models import MF, SimpleX
 from mmlrepro.results import RunResult
 from mmlrepro.sampling import positive_keys, sample_negatives
@@ -391,7 +391,8 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
                      stopped_early=stopped_early, per_user=best_per_user)
 
 
-def early_stop_from_history(paper: RunResult, config: RunConfig) -> RunResult:
+def early_stop_from_history(paper: RunResult, config: RunConfig,
+                            per_user: PerUser | None = None) -> RunResult:
     """The ``early_stop`` ("Y") run of ``config``, read off the history of its ``paper`` ("N") twin.
 
     SPEC §6: "Y" stops ``patience`` epochs after its selected epoch (:func:`select_best`);
@@ -399,8 +400,9 @@ def early_stop_from_history(paper: RunResult, config: RunConfig) -> RunResult:
     initial weights, batch orders and negatives, and train identically until "Y" stops: the
     stopping rule only decides when the loop ends. The "Y" history is therefore the prefix of the
     "N" history that :func:`train` would have kept, cut by the same rule, and its selected epoch
-    is the one :func:`select_best` picks in that prefix. Timings are the prefix's. The twin's
-    per-user values are those of its own selected epoch, so the "Y" run has none. (On CUDA,
+    is the one :func:`select_best` picks in that prefix. Timings are the prefix's. ``per_user``,
+    the twin's per-user values, belong to its own selected epoch: the "Y" run keeps them when it
+    selects that same epoch, and has none otherwise. (On CUDA,
     whose ``index_add_`` is not bit-deterministic, two trainings of one config already differ at
     that level.)
     """
@@ -422,6 +424,8 @@ def early_stop_from_history(paper: RunResult, config: RunConfig) -> RunResult:
         history.append(dict(record))
     timings = {name: sum(r[name] for r in history) for name in ("train_s", "eval_s")}
     best = history[select_best(history, config.monitor, config.min_delta)]
+    same_epoch = best["epoch"] == paper.best["epoch"]
     return RunResult(config=config, data_fingerprint=paper.data_fingerprint, history=history,
                      best=dict(best), last=dict(history[-1]), test={}, timings=timings,
-                     device=paper.device, stopped_early=len(history) < len(paper.history))
+                     device=paper.device, stopped_early=len(history) < len(paper.history),
+                     per_user=per_user if same_epoch else None)

@@ -206,3 +206,23 @@ def test_the_spec_check_is_independent_of_the_catalogue(monkeypatch):
 def test_paper_config_params_override_single_values():
     c = cat.paper_config("yelp2018", "mf", "mml", params={"neg_weight": 500})
     assert c.loss_hp["margins"] == [0.6, 0.7, 0.8, 0.9] and c.loss_hp["neg_weight"] == 500.0
+
+
+@pytest.mark.real_data
+def test_refresh_per_user_retrains_runs_stored_without_them_and_sets_the_old_aside(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MMLREPRO_CHECKPOINT_DIR", str(tmp_path / "ckpt"))
+    plan = dict(results_dir=tmp_path, datasets=["gowalla"], device="cpu", data_dir=str(data_dir), log=None)
+    first = runner.run_missing(["table2"], "smoke", 1, **plan)
+    store = runner.ResultsStore(tmp_path)
+    keys = sorted(r["key"] for r in store.records())
+    assert first and all(store.per_user(k) is not None for k in keys)  # N runs trained, Y read off them
+    derived = [r for r in store.records() if r["provenance"].get("derived_from")]
+    assert derived and all(store.per_user(r["key"]) is not None for r in derived)  # same epoch: twin's values
+    for key in keys:                                   # as a store written before issue 16
+        (tmp_path / "per_user" / f"{key}.npz").unlink()
+    assert runner.run_missing(["table2"], "smoke", 1, **plan) == []        # without the flag: nothing
+    again = runner.run_missing(["table2"], "smoke", 1, refresh_per_user=True, **plan)
+    assert len(again) == len(keys) and sorted(r["key"] for r in store.records()) == keys
+    assert all(store.per_user(k) is not None for k in keys)
+    assert len(list((tmp_path / "set_aside").glob("*.json"))) == len(keys)   # nothing lost
+    assert runner.run_missing(["table2"], "smoke", 1, refresh_per_user=True, **plan) == []

@@ -105,7 +105,7 @@ def default_profile() -> tuple[str, str]:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from mmlrepro.comparison import compare
+    from mmlrepro.comparison import claims_display, compare
     from mmlrepro.runner import run_missing
 
     profile = args.profile
@@ -121,7 +121,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"\n== {group} [{profile}] ==")
         print(tables["table"].to_string(index=False))
         if not tables["claims"].empty:
-            print(tables["claims"].to_string(index=False))
+            print(claims_display(tables["claims"]).to_string(index=False))
     return 0
 
 

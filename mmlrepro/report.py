@@ -27,6 +27,38 @@ from mmlrepro.speccheck import deviations
 PLANNED_SEEDS = {"table2": 3, "table3": 3, "figure3": 3, "ccl_matched": 3, "honest": 1, "li2023": 1}
 
 
+READING = ["## Reading the numbers\n", """\
+- **A reproduced cell** is the mean over its seeds; from two seeds on it reads `mean ± h`, h the
+  half-width of the 95 % t-interval of the mean over seeds (`mmlrepro.stats.seed_interval`). It
+  measures how much a rerun with new seeds moves the number: seed-to-seed training noise.
+- **A claim** ("MML beats CCL") rests on one or more comparisons of two cells a and b. Its
+  **gain** is mean(a) / mean(b) − 1 of the seed means.
+- **The 95 % interval (users)** and **p users** need per-user values (each evaluated user's
+  Recall/NDCG@K, stored beside a run since issue 16): the users are resampled with replacement
+  (2,000 seeded bootstrap draws; the same draw for a and b, so the pairing is kept) for the
+  interval, and the paired t-test on the per-user differences gives p. With several seeds the
+  per-user values are first averaged over seeds. This measures **test-set sampling noise**: how
+  much the gain would move on another sample of users like these. It says nothing about
+  another training run. A run stored without per-user values shows "no per-user values".
+- **p seeds** is Welch's t-test on the seed means (from two seeds a side): **training noise**.
+  With three seeds it has little power; a gain several times the seeds' spread is needed.
+- **The verdict** uses the larger of the two p-values available (a gain must beat both kinds of
+  noise), the largest over the comparisons of a claim of several parts (an intersection-union
+  test), corrected by Holm over the claims of one table: **holds (significant)** at α = 0.05
+  after Holm; **holds (not significant)**: the claimed sign, but within the noise; **holds (no
+  per-user values)**: the claimed sign, with one seed and no per-user values, so nothing can be
+  tested; **does not hold**: the wrong sign (or a further condition of the claim fails, e.g.
+  "within 5 points of the paper's gain"); **missing**: runs missing.
+- **What the tests do not cover**: they take the paper's protocol as given: epochs selected
+  on the test split (see the `honest` rows for what that costs), one data split, and, for the
+  claims about a grid's best cell (Li et al.), the choice of the best cell itself (a winner's
+  curse the tests ignore). Neither covers a different implementation, hardware or library
+  version. The quick profile's users are a 2,000-user subsample, so its intervals are wider
+  than a full-data run's. The linear models' claims are rules on single deterministic fits,
+  not tests.
+"""]
+
+
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
     """A GitHub markdown table (no extra dependency)."""
     if frame.empty:
@@ -44,15 +76,18 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
 
 
 def _mean_std(row: pd.Series) -> str:
+    """"mean" of one seed, "mean ± h" of several: h the half-width of the 95 % t-interval."""
     if pd.isna(row["mean"]):
         return "missing"
-    std = "" if pd.isna(row["std"]) else f" ± {row['std']:.4f}"
-    return f"{row['mean']:.4f}{std}"
+    low = row.get("ci_low", float("nan"))
+    half = "" if pd.isna(low) else f" ± {row['mean'] - low:.4f}"
+    return f"{row['mean']:.4f}{half}"
 
 
 def paper_table(table: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
     """A Table 2 / Table 3 comparison (``comparison.compare(...)["table"]``) for display: the cell
-    columns, dataset, metric, reported, ``reproduced`` as "mean ± std", seeds, profile, device,
+    columns, dataset, metric, reported, ``reproduced`` as "mean ± h" (h: the half-width of the
+    95 % t-interval over seeds, shown from 2 seeds), seeds, profile, device,
     ``rel. diff`` in % and ``within ±5%``."""
     out = table[cell_cols + ["dataset", "metric", "reported"]].copy()
     out["reproduced"] = table.apply(_mean_std, axis=1)
@@ -135,7 +170,7 @@ def _figure3_section(profile: str, results_dir: Any, figures_dir: Path, out_dir:
             lines.append(f"![Figure 3 {metric} [{profile}]]({Path(png).resolve().relative_to(out_dir.resolve())})\n")
     except Exception as err:  # the table above is the result; a figure failure must not hide it
         lines.append(f"_(figure not drawn: {err})_\n")
-    lines.append(markdown_table(res["claims"]))
+    lines.append(markdown_table(ex.claims_display(res["claims"])))
     return lines
 
 
@@ -157,12 +192,13 @@ def _section(title: str, group: str, profile: str, results_dir: Any, cell_cols: 
     elif not table.empty:
         shown = table.copy()
         shown["value"] = shown.apply(_mean_std, axis=1)
-        shown = shown.drop(columns=[c for c in ("mean", "std") if c in shown.columns])
+        shown = shown.drop(columns=[c for c in ("mean", "std", "ci_low", "ci_high") if c in shown.columns])
         lines.append(markdown_table(shown))
     else:
         lines.append("No runs in the store yet.\n")
     if not res["claims"].empty:
-        lines.append("\nClaims:\n\n" + markdown_table(res["claims"]))
+        lines.append("\nClaims (tests: see *Reading the numbers*):\n\n"
+                     + markdown_table(ex.claims_display(res["claims"])))
     if not res.get("stops", pd.DataFrame()).empty:
         lines.append("\nEarly-stopped runs: the epoch each stopped after (one per seed) and its selected "
                      "epoch, beside the stop epoch the paper's text gives (it does not say for which "
@@ -198,7 +234,8 @@ def _linear_section(results_dir: Any) -> list[str]:
                    & (runs.lam == lam) & (runs.tau_plus == 0.0)]
         got = f"{hit['recall@20'].iloc[0]:.4f} / {hit['ndcg@20'].iloc[0]:.4f}" if len(hit) else "missing"
         ok = None if hit.empty else (abs(hit["recall@20"].iloc[0] / r - 1) <= 0.05 and abs(hit["ndcg@20"].iloc[0] / n - 1) <= 0.05)
-        claims.append(ex._claim(f"EASE {dataset} λ = {lam:g} within ±5% of BARS ({r} / {n})", got, ok))
+        claims.append({"claim": f"EASE {dataset} λ = {lam:g} within ±5% of BARS ({r} / {n})", "reproduced": got,
+                       "verdict": "missing" if ok is None else ("holds" if ok else "does not hold")})
     lines.append("\nClaims (\"inherently debiased\": the debiased variant changes little) [assumed 2% threshold]:\n\n")
     lines.append(markdown_table(pd.DataFrame(claims)))
     return lines + _linear_missing(runs)
@@ -299,6 +336,7 @@ def render_report(results_dir: Any = None, figures_dir: str | Path = "figures",
                   "cuts the two share seed, batches and negatives, so \"Y\" trains exactly as \"N\" "
                   "until the stopping rule (SPEC §6: 3 epochs without an improvement > 1e-6) ends "
                   "it (`mmlrepro.train.early_stop_from_history`, tested against training it).\n"]
+    lines += READING
     for profile in profiles:
         lines.append(f"## Profile: {profile}\n")
         lines += _section("MML Table 2: architectures × losses × early stopping", "table2", profile,

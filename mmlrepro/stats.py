@@ -17,6 +17,7 @@ significant)": a tie is no evidence against the claim, and it is not significant
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -95,14 +96,18 @@ def paired(a, b, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> P
       n − 1 degrees of freedom: tests E[d] = 0.
     - p_wilcoxon: Wilcoxon signed-rank (``scipy.stats.wilcoxon``, zero differences dropped,
       normal approximation for large n): tests that d is symmetric about 0.
-    When every d_i is 0 (identical runs) both p-values are 1.0 (scipy would give NaN / raise).
+    When every d_i is 0 (identical runs) both p-values are 1.0 (scipy would give NaN / raise);
+    when every d_i is the same non-zero shift, p_t is 0.0 (sd(d) = 0: t is infinite).
     """
     a, b = _pair(a, b)
     mean_a, mean_b = float(a.mean()), float(b.mean())
     gains = bootstrap_gains(a, b, n_boot, seed)
     lo, hi = np.quantile(gains, [(1 - level) / 2, (1 + level) / 2])
-    if np.all(a == b):
+    diff = a - b
+    if np.all(diff == 0):
         p_t = p_w = 1.0
+    elif np.ptp(diff) <= 1e-9 * abs(diff[0]):  # a constant shift (to rounding): sd(d) ≈ 0, t infinite
+        p_t, p_w = 0.0, float(sps.wilcoxon(a, b).pvalue)
     else:
         p_t = float(sps.ttest_rel(a, b).pvalue)
         p_w = float(sps.wilcoxon(a, b).pvalue)
@@ -141,15 +146,18 @@ def welch(a_means, b_means) -> float:
 
     t = (x̄_a − x̄_b) / √(s_a²/n_a + s_b²/n_b), Welch–Satterthwaite degrees of freedom
     ν = (s_a²/n_a + s_b²/n_b)² / ((s_a²/n_a)²/(n_a−1) + (s_b²/n_b)²/(n_b−1)).
-    NaN when either side has fewer than 2 seeds; 1.0 when all seed means are equal.
+    NaN when either side has fewer than 2 seeds; 1.0 when all seed means are equal, 0.0 when
+    each side's are equal and the sides differ (no spread: t is infinite).
     """
     a = np.asarray(a_means, np.float64).reshape(-1)
     b = np.asarray(b_means, np.float64).reshape(-1)
     if len(a) < 2 or len(b) < 2:
         return float("nan")
-    if np.all(a == a[0]) and np.all(b == a[0]):
-        return 1.0
-    return float(sps.ttest_ind(a, b, equal_var=False).pvalue)
+    if np.all(a == a[0]) and np.all(b == b[0]):   # no spread on either side: certain either way
+        return 1.0 if a[0] == b[0] else 0.0
+    with warnings.catch_warnings():   # one side's seeds all equal: scipy warns, the p-value stands
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        return float(sps.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def seed_average(per_user_runs: Sequence[np.ndarray]) -> np.ndarray:

@@ -214,3 +214,19 @@ def test_describe():
     assert describe(r) == "+3.21 % [+1.02 %, +5.10 %], p_t = 0.004: holds (significant)"
     assert describe(r, 0.3, claim="a < b").endswith("p_holm = 0.3: does not hold")
     assert describe(None, 0.01) == "no per-user values"
+
+
+def test_a_constant_shift_is_certain_without_a_numerical_warning():
+    import warnings
+
+    a = np.linspace(0.1, 0.5, 50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = paired(a + 0.01, a)
+    assert r.p_t == 0.0 and r.p_wilcoxon < 1e-6 and r.ci_low > 0
+
+
+def test_welch_without_spread_on_either_side():
+    assert stats.welch([0.1, 0.1], [0.1, 0.1]) == 1.0
+    assert stats.welch([0.2, 0.2], [0.1, 0.1]) == 0.0
+    assert stats.welch([0.2, 0.2], [0.1, 0.12]) == pytest.approx(sps.ttest_ind([0.2, 0.2], [0.1, 0.12], equal_var=False).pvalue)

@@ -209,7 +209,11 @@ class ResultsStore:
         if not path.exists():
             return None
         record = self._read(path)
-        return None if record is None else RunResult.from_dict(record)
+        if record is None:
+            return None
+        result = RunResult.from_dict(record)
+        result.per_user = self.per_user(result.key)
+        return result
 
     def contains(self, config: RunConfig, data_fingerprint: str) -> bool:
         return self.get(config, data_fingerprint) is not None

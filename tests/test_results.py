@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 
+import numpy as np
 import pytest
 
 import mmlrepro.runner as runner_mod
@@ -42,6 +43,8 @@ def test_second_call_returns_stored_result_without_training(tmp_path, monkeypatc
     monkeypatch.setattr(runner_mod, "train", no_training)
     second = run(CONFIG, store=store)
     assert second.from_store and second.history == first.history and second.best == first.best
+    assert np.array_equal(second.per_user.users, first.per_user.users)   # the stored per-user values come back
+    assert np.abs(second.per_user.values["ndcg@20"] - first.per_user.values["ndcg@20"]).max() < 1e-5
 
 
 def test_a_run_on_other_data_with_the_same_name_is_not_served(tmp_path, monkeypatch):

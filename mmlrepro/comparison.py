@@ -96,6 +96,14 @@ def _aggregate(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return agg.reset_index()
 
 
+def mean_interval(mean: float, ci_low: float) -> str:
+    """A cell as text: "mean" of one seed, "mean ± h" of several, h the half-width of the 95 %
+    t-interval over seeds (:func:`mmlrepro.stats.seed_interval`); "missing" without runs."""
+    if pd.isna(mean):
+        return "missing"
+    return f"{mean:.4f}" + ("" if pd.isna(ci_low) else f" ± {mean - ci_low:.4f}")
+
+
 def _with_reported(agg: pd.DataFrame, rep: pd.DataFrame, on: list[str], profile: str) -> pd.DataFrame:
     table = rep.merge(agg, on=on, how="left")
     table["profile"] = profile
@@ -185,18 +193,19 @@ class Tester:
                         pair.p_t if pair else nan, result.p_welch, False)
 
 
-def _claim(tester: Tester, text: str, numbers: str, parts: Sequence[Part], rule: bool = True) -> dict[str, Any]:
+def _claim(tester: Tester, text: str, numbers: str, parts: Sequence[Part], rule: bool | None = True) -> dict[str, Any]:
     """One claim row (:data:`CLAIM_COLUMNS`; ``p_holm`` and ``verdict`` are set by
     :func:`_claims`). The gain and interval shown are those of the part that decides: the first
     part with the wrong sign, else the one with the largest p-value. ``rule``: a further
-    condition of the claim on the numbers (e.g. "within 5 points of the paper's gain"). A number
-    whose runs are missing (``nan``, ``+nan%``) shows as ``–``."""
+    condition of the claim on the numbers (e.g. "within 5 points of the paper's gain"; None: its
+    runs are missing). A claim without parts is that rule alone, decided without a test. A
+    number whose runs are missing (``nan``, ``+nan%``) shows as ``–``."""
     tests = [tester.test(part) for part in parts]
     row: dict[str, Any] = {"claim": text, "reproduced": re.sub(r"[+-]?\bnan\b%?", "–", numbers),
                            **dict.fromkeys(["gain_pct", "ci_low_pct", "ci_high_pct", "p_users", "p_seeds", "p"],
-                                           float("nan")), "_missing": not tests or any(t.missing for t in tests),
-                           "_rule": rule}
-    if row["_missing"]:
+                                           float("nan")), "_missing": any(t.missing for t in tests),
+                           "_rule": rule, "_rule_only": not parts}
+    if row["_missing"] or not tests:
         return row
     wrong = [t for t in tests if not t.gain >= 0]
     decides = wrong[0] if wrong else max(tests, key=lambda t: math.inf if math.isnan(t.p) else t.p)
@@ -217,8 +226,10 @@ def _claims(rows: list[dict[str, Any]]) -> pd.DataFrame:
     frame["p_holm"] = holm(frame["p"].tolist())
 
     def decide(row: pd.Series) -> str:
-        if row["_missing"]:
+        if row["_missing"] or row["_rule"] is None:
             return "missing"
+        if row["_rule_only"]:     # a rule on the numbers, nothing to test
+            return "holds" if row["_rule"] else "does not hold"
         if not row["_rule"] or not row["gain_pct"] >= 0:
             return "does not hold"
         if math.isnan(row["p_holm"]):
@@ -465,9 +476,59 @@ def _compare_li2023(profile: str, results_dir) -> dict[str, pd.DataFrame]:
     return {"table": agg, "claims": _claims(claims)}
 
 
+def _compare_lr_reduce(profile: str, results_dir) -> dict[str, pd.DataFrame]:
+    """Issue 18's hypothesis: the paper's early-stopped ("Y") MF runs kept SimpleX's lr schedule
+    (``lr_reduce``: lr ×0.1 and the best weights reloaded on each non-improving epoch), which
+    would explain why they stopped after 19 epochs where plain "Y" runs stop after 27–43. The
+    table puts each ``lr_reduce`` run beside the plain "Y" run and the paper's "Y" number."""
+    runs = pd.concat([_runs("lr_reduce", profile, results_dir),
+                      _runs("table2", profile, results_dir)], ignore_index=True)
+    columns = ["dataset", "loss", "schedule", "stopped_after", "paper_stopped_after", "best_epoch",
+               "metric", "reproduced", "reported", "rel_diff"]
+    rep = reported_frame("table2")
+    rep = rep[(rep.model == "mf") & (rep.early_stop == "Y")]
+    paper_stop = reported()["table2_early_stop_epochs"]["mf"]
+    rows = []
+    if not runs.empty:
+        runs = runs[(runs["model"] == "mf") & (runs["selection"] == "early_stop")].drop_duplicates("key")
+    for record in ([] if runs.empty else runs.to_dict("records")):
+        for metric in METRICS:
+            reported_value = float(rep.loc[(rep.loss == record["loss"]) & (rep.dataset == record["dataset"])
+                                           & (rep.metric == metric), "reported"].iloc[0])
+            rows.append({"dataset": record["dataset"], "loss": record["loss"],
+                         "schedule": "lr ×0.1 on each non-improving epoch" if record["lr_reduce"] else "constant lr",
+                         "stopped_after": int(record["epochs_run"]), "paper_stopped_after": paper_stop,
+                         "best_epoch": int(record["best_epoch"]), "metric": metric,
+                         "reproduced": record[metric], "reported": reported_value,
+                         "rel_diff": record[metric] / reported_value - 1})
+    table = pd.DataFrame(rows, columns=columns)
+    tester, claims = Tester(results_dir), []
+    for d in DATASETS:
+        for loss in ("ccl", "mml"):
+            cell = table[(table.dataset == d) & (table.loss == loss)]
+            reduced = cell[cell.schedule.str.startswith("lr")]
+            plain = cell[cell.schedule == "constant lr"]
+            if reduced.empty:
+                continue          # only the runs trained for the hypothesis make claims
+            have = not plain.empty
+            stop_r = int(reduced.stopped_after.iloc[0])
+            stop_p = int(plain.stopped_after.iloc[0]) if have else float("nan")
+            claims.append(_claim(
+                tester, f"lr_reduce, {d} MF {LOSS_NAMES[loss]} ES = Y: the schedule stops nearer the paper's "
+                        f"{paper_stop} epochs than constant lr", f"stopped after {stop_r} (constant lr: {stop_p})",
+                [], None if not have else abs(stop_r - paper_stop) < abs(stop_p - paper_stop)))
+            diffs = reduced.rel_diff.abs()
+            claims.append(_claim(
+                tester, f"lr_reduce, {d} MF {LOSS_NAMES[loss]} ES = Y: within ±5% of the paper's ES = Y numbers",
+                ", ".join(f"{m} {v:+.1%}" for m, v in zip(reduced.metric, reduced.rel_diff, strict=True)),
+                [], bool((diffs <= 0.05).all())))
+    return {"table": table, "claims": _claims(claims)}
+
+
 COMPARISONS: dict[str, Callable[[str, Any], dict[str, pd.DataFrame]]] = {
     "table2": _compare_table2, "table3": _compare_table3, "figure3": _compare_figure3,
     "ccl_matched": _compare_ccl_matched, "honest": _compare_honest, "li2023": _compare_li2023,
+    "lr_reduce": _compare_lr_reduce,
 }
 
 

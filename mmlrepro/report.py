@@ -24,7 +24,8 @@ from mmlrepro.results import ResultsStore, git_commit, load_results
 from mmlrepro.speccheck import deviations
 
 # What a paper-profile run must use, per SPEC §8 (checked for every cell that misses ±5%).
-PLANNED_SEEDS = {"table2": 3, "table3": 3, "figure3": 3, "ccl_matched": 3, "honest": 1, "li2023": 1}
+PLANNED_SEEDS = {"table2": 3, "table3": 3, "figure3": 3, "ccl_matched": 3, "honest": 1, "li2023": 1,
+                 "lr_reduce": 1}
 
 
 READING = ["## Reading the numbers\n", """\
@@ -76,12 +77,7 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
 
 
 def _mean_std(row: pd.Series) -> str:
-    """"mean" of one seed, "mean ± h" of several: h the half-width of the 95 % t-interval."""
-    if pd.isna(row["mean"]):
-        return "missing"
-    low = row.get("ci_low", float("nan"))
-    half = "" if pd.isna(low) else f" ± {row['mean'] - low:.4f}"
-    return f"{row['mean']:.4f}{half}"
+    return ex.mean_interval(row["mean"], row.get("ci_low", float("nan")))
 
 
 def paper_table(table: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
@@ -189,6 +185,8 @@ def _section(title: str, group: str, profile: str, results_dir: Any, cell_cols: 
                 lines.append(f"These are {profile}-profile runs: the deviations above are the profile's "
                              "reduction, so the absolute gap says nothing about the paper; only the "
                              "order of the losses (the claims) is informative.\n")
+    elif not table.empty and "mean" not in table:
+        lines.append(markdown_table(table))
     elif not table.empty:
         shown = table.copy()
         shown["value"] = shown.apply(_mean_std, axis=1)
@@ -346,6 +344,8 @@ def render_report(results_dir: Any = None, figures_dir: str | Path = "figures",
         lines += _section("Matched-weight CCL control (SPEC §8)", "ccl_matched", profile, results_dir, None)
         lines += _section("Test-selected vs honestly-validated", "honest", profile, results_dir, None)
         lines += _section("Li, Jin, Ren 2023: InfoNCE+, MINE+, debiased losses", "li2023", profile, results_dir, None)
+        lines += _section("Early stopping with SimpleX's lr schedule (the hypothesis of issue 18)", "lr_reduce",
+                          profile, results_dir, None)
         lines += _missing(profile, results_dir, runs)
     lines += _linear_section(results_dir)
     lines += _store_section(results_dir, runs)

@@ -16,9 +16,9 @@ from mmlrepro.report import markdown_table, render_report
 
 
 def fake_run(root, config: RunConfig, recall: float, ndcg: float, device: str = "fake-gpu", test=None,
-             derived_from: str = "") -> None:
+             derived_from: str = "", epoch: int = 3) -> None:
     metrics = {"recall@20": recall, "ndcg@20": ndcg, "recall@50": recall * 2, "ndcg@50": ndcg * 2}
-    best = {"epoch": 3, "loss": 0.5, **metrics}
+    best = {"epoch": epoch, "loss": 0.5, **metrics}
     key = cat.catalogue_key(config)
     atomic_write_json({"schema": SCHEMA_VERSION, "key": key, "data_fingerprint": KNOWN_FINGERPRINTS[config.dataset],
                        "config": config.to_dict(), "history": [best], "best": best,
@@ -314,3 +314,21 @@ def test_a_claim_of_several_parts_is_decided_by_its_weakest_part(tmp_path):
         return load_per_user(tmp_path / "x.npz").values["r"]
 
     assert row["p"] == row["p_users"] == pytest.approx(paired(as_stored(stored["mml"]), as_stored(stored["ccl"])).p_t)
+
+
+def test_lr_reduce_runs_stand_beside_the_plain_early_stopped_ones_and_the_paper(tmp_path):
+    rep = cmp.reported_frame("table2").set_index(["model", "loss", "early_stop", "dataset", "metric"])["reported"]
+    paper = {m: rep[("mf", "ccl", "Y", "yelp2018", m)] for m in cmp.METRICS}
+    fake_run(tmp_path, cat.paper_config("yelp2018", "mf", "ccl", selection="early_stop", group="table2"),
+             paper["recall@20"] * 1.04, paper["ndcg@20"] * 1.04, epoch=35)
+    fake_run(tmp_path, cat.paper_config("yelp2018", "mf", "ccl", selection="early_stop", lr_reduce=True,
+                                        group="lr_reduce"), paper["recall@20"] * 0.99, paper["ndcg@20"] * 1.07, epoch=17)
+    out = cmp.compare("lr_reduce", "paper", tmp_path)
+    table = out["table"].set_index(["schedule", "metric"])
+    assert table.loc[("constant lr", "recall@20"), "stopped_after"] == 35
+    assert table.loc[("lr ×0.1 on each non-improving epoch", "ndcg@20"), "rel_diff"] == pytest.approx(0.07)
+    claims = out["claims"].set_index("claim")["verdict"]
+    assert len(claims) == 2   # only yelp2018 CCL has an lr_reduce run
+    assert claims.filter(like="stops nearer").iloc[0] == "holds"          # 17 is nearer 19 than 35
+    assert claims.filter(like="within ±5%").iloc[0] == "does not hold"     # NDCG +7%
+    assert "Early stopping with SimpleX's lr schedule" in render_report(tmp_path, tmp_path / "figures", tmp_path)

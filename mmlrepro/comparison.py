@@ -480,7 +480,8 @@ def _compare_lr_reduce(profile: str, results_dir) -> dict[str, pd.DataFrame]:
     """Issue 18's hypothesis: the paper's early-stopped ("Y") MF runs kept SimpleX's lr schedule
     (``lr_reduce``: lr ×0.1 and the best weights reloaded on each non-improving epoch), which
     would explain why they stopped after 19 epochs where plain "Y" runs stop after 27–43. The
-    table puts each ``lr_reduce`` run beside the plain "Y" run and the paper's "Y" number."""
+    table puts each ``lr_reduce`` run beside the plain "Y" run of the same seed and the paper's
+    "Y" number; it is empty until an ``lr_reduce`` run is stored."""
     runs = pd.concat([_runs("lr_reduce", profile, results_dir),
                       _runs("table2", profile, results_dir)], ignore_index=True)
     columns = ["dataset", "loss", "schedule", "stopped_after", "paper_stopped_after", "best_epoch",
@@ -491,7 +492,10 @@ def _compare_lr_reduce(profile: str, results_dir) -> dict[str, pd.DataFrame]:
     rows = []
     if not runs.empty:
         runs = runs[(runs["model"] == "mf") & (runs["selection"] == "early_stop")].drop_duplicates("key")
-    for record in ([] if runs.empty else runs.to_dict("records")):
+        reduced = runs[runs["lr_reduce"].astype(bool)]
+        cells = set(zip(reduced["dataset"], reduced["loss"], reduced["seed"], strict=True))
+        runs = runs[[cell in cells for cell in zip(runs["dataset"], runs["loss"], runs["seed"], strict=True)]]
+    for record in ([] if runs.empty else runs.sort_values(["dataset", "loss", "lr_reduce"]).to_dict("records")):
         for metric in METRICS:
             reported_value = float(rep.loc[(rep.loss == record["loss"]) & (rep.dataset == record["dataset"])
                                            & (rep.metric == metric), "reported"].iloc[0])

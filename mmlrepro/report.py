@@ -186,7 +186,10 @@ def _section(title: str, group: str, profile: str, results_dir: Any, cell_cols: 
                              "reduction, so the absolute gap says nothing about the paper; only the "
                              "order of the losses (the claims) is informative.\n")
     elif not table.empty and "mean" not in table:
-        lines.append(markdown_table(table))
+        shown = table.rename(columns={"rel_diff": "rel. diff"})
+        if "rel. diff" in shown:
+            shown["rel. diff"] = shown["rel. diff"].map(lambda v: "–" if pd.isna(v) else f"{v * 100:+.1f}%")
+        lines.append(markdown_table(shown))
     elif not table.empty:
         shown = table.copy()
         shown["value"] = shown.apply(_mean_std, axis=1)

@@ -180,6 +180,8 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
     if max_minutes is not None and not max_minutes >= 0:  # 0: only the first run
         raise ValueError(f"max_minutes must be >= 0, got {max_minutes}")
     groups, datasets = list(groups), list(datasets)
+    if unknown := [d for d in datasets if d not in DATASETS]:
+        raise ValueError(f"unknown dataset {unknown[0]!r}; the catalogue covers {', '.join(DATASETS)}")
     store = ResultsStore(results_dir)
     _check_outputs(store, None, device, linear="linear" in groups)
     if "linear" in groups:

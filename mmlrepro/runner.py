@@ -20,13 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from mmlrepro.catalogue import DATASETS, catalogue_key, plan
+from mmlrepro.claims import Claims
 from mmlrepro.config import RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS, Dataset
 from mmlrepro.devices import resolve_device
 from mmlrepro.files import atomic_write, atomic_write_json, check_writable, describe_error
+from mmlrepro.jobs import Workers, train_parallel
 from mmlrepro.metrics import save_per_user
 from mmlrepro.results import ResultsStore, RunResult, StoreError, default_results_dir, provenance
 from mmlrepro.train import (
+    CHECKPOINT_EVERY_S,
     RunInterrupted,
     check_run,
     default_checkpoint_dir,
@@ -159,7 +162,8 @@ def missing_runs(groups: Iterable[str], profile: str, n_seeds: int,
 def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
                 results_dir: str | Path | None = None, datasets: Iterable[str] = DATASETS,
                 device: str | None = None, data_dir: str | None = None,
-                max_minutes: float | None = None,
+                max_minutes: float | None = None, jobs: int | None = None,
+                workers: Workers | None = None, checkpoint_every_s: float = CHECKPOINT_EVERY_S,
                 log: Callable[[str], None] | None = _stdout) -> list[RunConfig]:
     """Train the planned runs the store lacks, in plan order, logging progress and ETA.
 
@@ -169,10 +173,20 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
     the plan puts the "N" runs first. With ``max_minutes``, no run is started once the elapsed
     time plus the mean time of the runs done so far would pass the budget (for lent GPUs with a
     per-call limit). Returns the configs that were trained.
+
+    ``jobs`` K > 1 (or ``workers``, :class:`mmlrepro.jobs.Workers`, for devices, threads and
+    Ray) trains K runs at a time in worker processes (:func:`mmlrepro.jobs.train_parallel`); the
+    default trains one run after the other in this process. Either way every run is claimed in
+    the store while it trains (:mod:`mmlrepro.claims`): a run claimed by another live process is
+    skipped, a stale claim is taken over and the run's checkpoint resumed.
     """
     log = log or (lambda line: None)
     if max_minutes is not None and not max_minutes >= 0:  # 0: only the first run
         raise ValueError(f"max_minutes must be >= 0, got {max_minutes}")
+    if workers is not None and jobs is not None:
+        raise ValueError("give either jobs or workers (which has its own jobs), not both")
+    workers = workers or Workers(jobs=jobs)
+    workers.check(device)
     groups, datasets = list(groups), list(datasets)
     store = ResultsStore(results_dir)
     _check_outputs(store, None, device, linear="linear" in groups)
@@ -197,7 +211,13 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
         check_run(config.replace(device=device) if device else config, sources[config.dataset])
     done: list[RunConfig] = []
     try:
-        _train_in_turn(todo, store, sources, device, max_minutes, log, done)
+        if workers.parallel:
+            train_parallel(todo, store, sources, workers, device=device, data_dir=data_dir,
+                           save=lambda result: _save(store, result, replace=False),
+                           max_minutes=max_minutes, checkpoint_every_s=checkpoint_every_s,
+                           log=log, done=done)
+        else:
+            _train_in_turn(todo, store, sources, device, max_minutes, checkpoint_every_s, log, done)
     except (KeyboardInterrupt, RunInterrupted) as err:
         raise RunInterrupted(_stopped(err, len(done), len(todo), store.root)) from None
     return done
@@ -211,24 +231,44 @@ def _stopped(err: BaseException, n_done: int, n_todo: int, root: Path) -> str:
 
 
 def _train_in_turn(todo: list[RunConfig], store: ResultsStore, sources: dict[str, Dataset],
-                   device: str | None, max_minutes: float | None, log: Callable[[str], None],
-                   done: list[RunConfig]) -> None:
-    """:func:`run_missing`'s loop: train ``todo`` in order, appending each finished config to ``done``."""
+                   device: str | None, max_minutes: float | None, checkpoint_every_s: float,
+                   log: Callable[[str], None], done: list[RunConfig]) -> None:
+    """:func:`run_missing`'s loop: train ``todo`` in order, appending each finished config to
+    ``done``; a run another process has claimed is skipped (:mod:`mmlrepro.claims`)."""
     start = time.perf_counter()
-    for i, config in enumerate(todo, 1):
-        elapsed = time.perf_counter() - start
-        if max_minutes is not None and done and elapsed + elapsed / len(done) > max_minutes * 60:
-            log(f"time budget of {max_minutes} min reached: {len(todo) - len(done)} runs left for later")
-            break
-        if device:
-            config = config.replace(device=device)
-        result = run(config, store=store, dataset=sources[config.dataset], log=log)
-        done.append(config)
-        elapsed = time.perf_counter() - start
-        eta = elapsed / i * (len(todo) - i)
-        log(f"[{i}/{len(todo)}] {config.label()}: recall@20 {result.best['recall@20']:.4f} "
-            f"ndcg@20 {result.best['ndcg@20']:.4f} (best epoch {result.best['epoch']}) "
-            f"| {elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min")
+    with Claims(store.root).heartbeat() as claims:
+        for i, config in enumerate(todo, 1):
+            elapsed = time.perf_counter() - start
+            if max_minutes is not None and done and elapsed + elapsed / len(done) > max_minutes * 60:
+                log(f"time budget of {max_minutes} min reached: {len(todo) - len(done)} runs left for later")
+                break
+            key = config.key(sources[config.dataset].fingerprint)
+            got, note = claims.acquire(key)
+            if not got:
+                log(f"[{i}/{len(todo)}] skipped {config.label()} #{key}: claimed by {note}")
+                continue
+            if note:
+                log(f"{config.label()} #{key}: {note}; its checkpoint, if any, resumes")
+            try:
+                _train_one(config, store, sources, device, checkpoint_every_s, log, done, i, len(todo), start)
+            finally:
+                claims.release(key)
+
+
+def _train_one(config: RunConfig, store: ResultsStore, sources: dict[str, Dataset], device: str | None,
+               checkpoint_every_s: float, log: Callable[[str], None], done: list[RunConfig],
+               i: int, n: int, start: float) -> None:
+    """One run of :func:`_train_in_turn`, with its progress line."""
+    if device:
+        config = config.replace(device=device)
+    result = run(config, store=store, dataset=sources[config.dataset], log=log,
+                 checkpoint_every_s=checkpoint_every_s)
+    done.append(config)
+    elapsed = time.perf_counter() - start
+    eta = elapsed / i * (n - i)
+    log(f"[{i}/{n}] {config.label()}: recall@20 {result.best['recall@20']:.4f} "
+        f"ndcg@20 {result.best['ndcg@20']:.4f} (best epoch {result.best['epoch']}) "
+        f"| {elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min")
 
 
 # --------------------------------------------------------------------------------------------

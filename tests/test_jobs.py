@@ -233,3 +233,58 @@ def test_a_killed_reproduce_resumes_its_checkpoints_on_the_next_run(reference, t
     assert log.count("resumed from") >= len(kept)
     assert _records(store) == reference
     assert not list(ckpt.glob("*.pt"))
+
+
+@pytest.mark.real_data
+def test_ctrl_c_stops_the_workers_keeps_what_finished_and_says_how_to_resume(reference, tmp_path):
+    proc = _reproduce(tmp_path / "store", tmp_path / "ckpt", "--jobs", "2")
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("done "):   # one run stored, others in flight
+            break
+    os.killpg(proc.pid, signal.SIGINT)   # what a terminal's Ctrl-C does
+    rest = proc.communicate(timeout=60)[0]
+    out = "".join(seen) + rest
+    assert proc.returncode == 130, out
+    assert "interrupted:" in out and "the same command trains only the runs still missing" in out
+    stored = _records(tmp_path / "store")
+    assert stored and all(stored[k] == reference[k] for k in stored)
+    assert not list((tmp_path / "store" / "claims").glob("*.json"))
+    deadline = time.monotonic() + 10   # no worker left (multiprocessing's resource tracker exits last)
+    while subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, "a worker outlived the interrupted reproduce"
+        time.sleep(0.1)
+
+
+def test_a_failing_run_is_named_the_others_are_stored(tmp_path, monkeypatch):
+    """A worker whose data differs from the driver's fails its run with the worker named; the
+    other run is stored and :class:`RunsFailed` lists the failure (the CLI exits 1)."""
+    from mmlrepro.data import synthetic
+    from mmlrepro.jobs import RunsFailed, train_parallel
+
+    monkeypatch.setenv("MMLREPRO_CHECKPOINT_DIR", str(tmp_path / "ckpt"))
+    good = RunConfig(dataset="synthetic:100:200", loss="bpr", n_negatives=5, epochs=1, device="cpu")
+    bad = good.replace(dataset="synthetic:120:200", seed=1)   # its own key
+    sources = {good.dataset: synthetic(100, 200), bad.dataset: synthetic(100, 200)}   # not bad's data
+    store, lines, done = ResultsStore(tmp_path / "store"), [], []
+    with pytest.raises(RunsFailed, match=r"1 of 2 runs failed \(synthetic:120:200.*worker .*pid \d+.*fingerprint"):
+        train_parallel([bad, good], store, sources, Workers(jobs=2), device=None, data_dir=None,
+                       save=store.put, max_minutes=None, checkpoint_every_s=30.0, log=lines.append,
+                       done=done)
+    assert done == [good], lines
+    assert store.contains(good, sources[good.dataset].fingerprint)
+    assert any(line.startswith(f"FAILED {bad.label()}") for line in lines)
+
+
+def test_the_cli_exits_1_naming_the_failed_runs(tmp_path, capsys, monkeypatch):
+    from mmlrepro.jobs import RunsFailed
+
+    def failing(*args, **kwargs):
+        raise RunsFailed("1 of 7 runs failed (gowalla/mf/bpr: boom); the 6 that finished are stored")
+
+    monkeypatch.setattr("mmlrepro.runner.run_missing", failing)
+    code = main(["reproduce", "table3", "--profile", "smoke", "--no-compare", "--jobs", "2",
+                 "--results-dir", str(tmp_path)])
+    assert code == 1 and capsys.readouterr().err.strip() == (
+        "error: 1 of 7 runs failed (gowalla/mf/bpr: boom); the 6 that finished are stored")

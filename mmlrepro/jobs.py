@@ -393,6 +393,9 @@ def train_parallel(todo: list[RunConfig], store: ResultsStore, sources: dict[str
         pool.stop()
         raise RunInterrupted(f"interrupted with {len(running)} run(s) in flight, whose checkpoints are "
                              "kept (the same command resumes them)") from None
+    except BaseException:   # e.g. the store refused a result: no worker is left running
+        pool.stop()
+        raise
     pool.close()
     if skipped:
         log(f"{len(skipped)} run(s) skipped: another process is training them")

@@ -325,6 +325,20 @@ def _eta(left: list[RunConfig], expected: dict[str, float | None], walls: list[f
     return f"ETA {sum(each) / max(1, min(slots, len(left))) / 60:.1f} min"
 
 
+def _twin_key(config: RunConfig, fingerprint: str) -> str | None:
+    """The key of the "N" twin an early-stopped run can be read off, or None."""
+    if config.selection != "early_stop" or config.lr_reduce:
+        return None
+    return config.replace(selection="paper").key(fingerprint)
+
+
+def _next_startable(pending: deque[RunConfig], running: dict[cf.Future, _Running],
+                    sources: dict[str, Dataset]) -> RunConfig | None:
+    """The first pending run that is not an early-stopped run whose twin is pending or running."""
+    busy = {r.key for r in running.values()} | {c.key(sources[c.dataset].fingerprint) for c in pending}
+    return next((c for c in pending if _twin_key(c, sources[c.dataset].fingerprint) not in busy), None)
+
+
 @dataclass
 class _Running:
     config: RunConfig
@@ -335,11 +349,15 @@ class _Running:
 
 def train_parallel(todo: list[RunConfig], store: ResultsStore, sources: dict[str, Dataset],
                    workers: Workers, *, device: str | None, data_dir: str | None,
-                   save: Callable[[RunResult], None], max_minutes: float | None,
+                   save: Callable[[RunResult], None], stored: Callable[[RunConfig], bool],
+                   max_minutes: float | None,
                    checkpoint_every_s: float, log: Callable[[str], None],
                    done: list[RunConfig]) -> None:
     """Train ``todo`` with ``workers``, each finished config appended to ``done``; see the module.
 
+    ``save(result)`` stores a finished run; ``stored(config)`` says whether the store holds a
+    run now (or can read it off its stored twin), checked again just before it starts. An
+    early-stopped run waits while its "N" twin is pending or in flight (it may be read off it).
     Raises :class:`RunsFailed` when runs failed, :class:`RunInterrupted` on Ctrl-C."""
     claims = Claims(store.root)
     pool: LocalPool | RayPool = (RayPool(workers, data_dir) if workers.executor == "ray"
@@ -361,7 +379,10 @@ def train_parallel(todo: list[RunConfig], store: ResultsStore, sources: dict[str
                         log(f"time budget of {max_minutes} min reached: {len(pending)} runs not started, left for later")
                         pending.clear()
                         break
-                    config = pending.popleft()
+                    config = _next_startable(pending, running, sources)
+                    if config is None:   # only early-stopped runs whose twins are in flight
+                        break
+                    pending.remove(config)
                     source = sources[config.dataset]
                     key = config.key(source.fingerprint)
                     got, note = claims.acquire(key)
@@ -369,7 +390,7 @@ def train_parallel(todo: list[RunConfig], store: ResultsStore, sources: dict[str
                         skipped.append(config.label())
                         log(f"skipped {config.label()} #{key}: claimed by {note}")
                         continue
-                    if store.contains(config, source.fingerprint):   # stored by another process since
+                    if stored(config):   # by another process since, or read off its twin now
                         claims.release(key)
                         continue
                     if note:

@@ -214,6 +214,8 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
         if workers.parallel:
             train_parallel(todo, store, sources, workers, device=device, data_dir=data_dir,
                            save=lambda result: _save(store, result, replace=False),
+                           stored=lambda c: store.contains(c, sources[c.dataset].fingerprint)
+                           or derive_early_stop(store, c, sources[c.dataset].fingerprint) is not None,
                            max_minutes=max_minutes, checkpoint_every_s=checkpoint_every_s,
                            log=log, done=done)
         else:

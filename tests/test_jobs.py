@@ -270,7 +270,7 @@ def test_a_failing_run_is_named_the_others_are_stored(tmp_path, monkeypatch):
     store, lines, done = ResultsStore(tmp_path / "store"), [], []
     with pytest.raises(RunsFailed, match=r"1 of 2 runs failed \(synthetic:120:200.*worker .*pid \d+.*fingerprint"):
         train_parallel([bad, good], store, sources, Workers(jobs=2), device=None, data_dir=None,
-                       save=store.put, max_minutes=None, checkpoint_every_s=30.0, log=lines.append,
+                       save=store.put, stored=lambda c: False, max_minutes=None, checkpoint_every_s=30.0, log=lines.append,
                        done=done)
     assert done == [good], lines
     assert store.contains(good, sources[good.dataset].fingerprint)
@@ -288,3 +288,19 @@ def test_the_cli_exits_1_naming_the_failed_runs(tmp_path, capsys, monkeypatch):
                  "--results-dir", str(tmp_path)])
     assert code == 1 and capsys.readouterr().err.strip() == (
         "error: 1 of 7 runs failed (gowalla/mf/bpr: boom); the 6 that finished are stored")
+
+
+@pytest.mark.real_data
+def test_early_stopped_runs_wait_for_their_twins_and_are_read_off_them(data_dir, tmp_path, monkeypatch):
+    """Table 2 [smoke]: with two workers, the four "Y" runs are not trained but read off their
+    "N" twins as each twin is stored, as in one process."""
+    from mmlrepro.catalogue import catalogue_key, plan
+
+    monkeypatch.setenv("MMLREPRO_CHECKPOINT_DIR", str(tmp_path / "ckpt"))
+    lines: list[str] = []
+    run_missing(["table2"], "smoke", datasets=["gowalla"], results_dir=tmp_path, jobs=2, log=lines.append)
+    planned = plan(["table2"], "smoke", 1, ["gowalla"])
+    started = [line for line in lines if line.startswith("started ")]
+    assert len(started) == sum(c.selection == "paper" for c in planned) == 4
+    held = {r["key"] for r in ResultsStore(tmp_path).records()}
+    assert {catalogue_key(c) for c in planned} <= held

@@ -117,7 +117,16 @@ class Workers:
         return [f"cuda:{i}" for i in range(n)] or ["cpu"]
 
     def local_threads(self) -> int:
-        return self.threads_per_job or max(1, (os.cpu_count() or 1) // (self.jobs or 1))
+        """torch threads of each local worker: ``threads_per_job``, else this process's cores // K."""
+        return self.threads_per_job or max(1, usable_cores() // (self.jobs or 1))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def import_ray() -> Any:

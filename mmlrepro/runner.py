@@ -8,7 +8,9 @@ save; the run itself (data against K, user subsample, negatives) is checked by
 :func:`mmlrepro.train.check_run` before any step. Should storing a finished run still fail, it is
 written to a rescue file that the error names (:func:`_save`). Ctrl-C during ``run_missing`` says
 how many runs were stored and that the same command goes on. The settings of what is about to be
-trained are printed first.
+trained are printed first. ``run_missing(..., jobs=K)`` trains K runs at a time in worker
+processes or as Ray tasks (:mod:`mmlrepro.jobs`); this process alone writes the store, and each
+run is claimed in it while it trains (:mod:`mmlrepro.claims`).
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ step() {
   # shellcheck disable=SC2086  # the groups are words
   step 600 "reproduce $groups [$profile], $seeds seeds, --jobs $jobs, --max-minutes $minutes" \
     python -m mmlrepro reproduce $groups --profile "$profile" --seeds "$seeds" \
-    --jobs "$jobs" "${where[@]}" --max-minutes "$minutes" --no-compare
+    --jobs "$jobs" ${where[@]+"${where[@]}"} --max-minutes "$minutes" --no-compare
   new=$(find results/runs results/per_user -type f \( -name '*.json' -o -name '*.npz' \) -newer "$marker" 2>/dev/null | sort)
   echo "== $(echo "$new" | grep -c '\.json$') new store files -> $out/results.tgz"
   # shellcheck disable=SC2086

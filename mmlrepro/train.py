@@ -273,7 +273,10 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
     completes. A Gowalla checkpoint costs about 0.13 s to write; the 30 s default keeps one per
     epoch for CPU paper runs and loses at most 30 s of work on a kill. ``on_epoch_end(epoch,
     record)`` is called after any checkpoint of that epoch is written (tests use it to simulate a
-    kill). Ctrl-C raises :class:`RunInterrupted` naming the checkpoint kept. The data, the
+    kill). Ctrl-C raises :class:`RunInterrupted` naming the checkpoint kept. A NaN or infinite
+    loss raises :class:`NonFiniteLossError` naming its epoch and step: before that step is
+    applied on the CPU, within :data:`FINITE_CHECK_STEPS` steps on a GPU (an on-device flag,
+    read back that often; :func:`finite_check_every`). The data, the
     user subsample and the negatives are checked (:func:`check_run`) before any step.
     """
     log = log or (lambda line: None)

@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# torch is pinned for the set-up only (the package itself accepts torch >= 2.2): on Linux,
+# torch is pinned for the set-up only (the package itself accepts torch >= 2.4): on Linux,
 # torch==2.13.0 from PyPI is the CUDA build; on the project's CPU machines a local CPU build.
 TORCH  ?= torch==2.13.0
 # The shared datasets, only when that folder exists: a MMLREPRO_DATA_DIR that does not exist is

@@ -7,12 +7,18 @@ only torch, numpy, pandas and tqdm) confirm, before any paper run, that on *its*
   gradient scale) equals the plain loop of SPEC §3 (``nn.Embedding``-style dense gradients, the
   full-table penalty in the loss, ``clip_grad_norm_``, ``torch.optim.Adam``) after several
   steps, for MF and SimpleX, with and without an active clip;
-- the full-ranking evaluation on the device equals the one on the CPU.
+- the full-ranking evaluation on the device equals the one on the CPU;
+- real training steps of MF, SimpleX with attention and BSL (negatives, loss, exact step) run
+  without one host synchronisation (``torch.cuda.set_sync_debug_mode("error")`` on a GPU), and
+  a run checkpointed, interrupted and resumed on the device ends like an uninterrupted one
+  (issue 19).
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -24,8 +30,9 @@ from mmlrepro.devices import resolve_device
 from mmlrepro.losses import get_loss
 from mmlrepro.metrics import evaluate
 from mmlrepro.models import MF
+from mmlrepro.sampling import sample_negatives
 from mmlrepro.step import ExactStep, batch_loss, full_table_penalty
-from mmlrepro.train import build_model
+from mmlrepro.train import RunInterrupted, build_model, train
 
 
 def reference_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
@@ -119,7 +126,88 @@ def evaluation_check(device: str | torch.device) -> dict:
             "ok": gap <= METRIC_ATOL}
 
 
+# (model, loss, model params, loss params) of the no-synchronisation check: the paper's kinds
+SYNC_RUNS = (("mf", "mml", {}, {"margins": [0.1, 0.5], "weights": [0.3, 0.7], "neg_weight": 50.0}),
+             ("simplex", "mml", {"aggregator": "attention", "gate": 0.8, "separate_history_table": True},
+              {"margins": [0.1, 0.5], "weights": [0.3, 0.7], "neg_weight": 50.0}),
+             ("mf", "bsl", {}, {"mode": "multi", "tau1": 0.1, "tau2": 1.0}))
+
+
+@contextmanager
+def _no_host_sync(device: torch.device):
+    """On a GPU, any synchronisation with the host raises inside this block."""
+    if device.type != "cuda":
+        yield
+        return
+    torch.cuda.synchronize(device)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def sync_check(device: torch.device, model_kind: str, loss: str, model_params: dict, loss_params: dict,
+               steps: int = 5) -> dict:
+    """``steps`` training steps (negatives drawn on the device, the batch loss, the exact step)
+    of one kind of run with no host synchronisation allowed (on a GPU)."""
+    dataset = synthetic(120, 150, seed=3)
+    reg = {"reg_form": "batch", "reg_lambda": 1e-4} if loss == "bsl" else {"reg_lambda": 1e-4}
+    config = RunConfig(dataset="synthetic", model=model_kind, loss=loss, loss_params=loss_params,
+                       model_params=model_params, device=str(device), **reg)
+    torch.manual_seed(0)
+    model = build_model(config, dataset).to(device).train()
+    step = ExactStep(model, config.lr, config.reg_lambda if config.reg_form == "full_table" else 0.0,
+                     config.grad_clip, device)
+    loss_fn = get_loss(loss, **config.loss_hp)
+    users_all = torch.from_numpy(dataset.train_users()).to(device)
+    items_all = torch.from_numpy(dataset.train_items()).to(device)
+    what = f"{steps} steps without a host sync: {model_kind} + {loss}" + (
+        f" ({model_params['aggregator']})" if model_params else "")
+    try:
+        with _no_host_sync(device):
+            for _ in range(steps):
+                rows = torch.randint(0, len(users_all), (32,), device=device)
+                users, pos = users_all[rows], items_all[rows]
+                neg = sample_negatives(32, 10, dataset.n_items, device=device)
+                step(batch_loss(model, loss_fn, config, users, pos, neg))
+        finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    except RuntimeError as err:
+        return {"check": what, "gap": " ".join(str(err).split())[:160], "ok": False}
+    return {"check": what, "gap": "none" if device.type == "cuda" else "n/a on the cpu", "ok": finite}
+
+
+def resume_check(device: torch.device) -> dict:
+    """A 3-epoch run checkpointed after each epoch and interrupted after epoch 1, resumed on the
+    device, against the same run uninterrupted: the same history length and metrics (to
+    :data:`RESUME_ATOL`: CUDA's ``index_add_`` is not bit-deterministic; 0 on the CPU)."""
+    config = RunConfig(dataset="synthetic:120:150", loss="bpr", n_negatives=5, epochs=3, batch_size=64,
+                       lr=1e-2, device=str(device))
+
+    def stop_after_first(epoch: int, record: dict) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with tempfile.TemporaryDirectory() as ckpt:
+        whole = train(config, checkpoint_dir=ckpt, log=None)
+        try:
+            train(config, checkpoint_dir=ckpt, checkpoint_every_s=0, on_epoch_end=stop_after_first, log=None)
+        except RunInterrupted:
+            pass
+        notes: list[str] = []
+        resumed = train(config, checkpoint_dir=ckpt, log=notes.append)
+    gap = max(abs(a[k] - b[k]) for a, b in zip(whole.history, resumed.history, strict=True)
+              for k in ("recall@20", "ndcg@20", "loss"))
+    ok = any("resumed" in n and "after epoch 1" in n for n in notes) and len(resumed.history) == 3 and (
+        gap <= (RESUME_ATOL if device.type == "cuda" else 0.0))
+    return {"check": f"checkpoint, interrupt and resume on {device}", "gap": f"metrics {gap:.1e}", "ok": ok}
+
+
+RESUME_ATOL = 1e-4
+
+
 def device_checks(device: str | torch.device) -> list[dict]:
     """Every check on ``device`` (``"cpu"``, ``"cuda"``, ...)."""
     device = resolve_device(str(device))
-    return [*step_checks(device), evaluation_check(device)]
+    return [*step_checks(device), evaluation_check(device),
+            *(sync_check(device, *run) for run in SYNC_RUNS), resume_check(device)]

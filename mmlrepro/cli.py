@@ -106,6 +106,7 @@ def default_profile() -> tuple[str, str]:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from mmlrepro.comparison import claims_display, compare
+    from mmlrepro.jobs import Workers
     from mmlrepro.runner import run_missing
 
     profile = args.profile
@@ -113,9 +114,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         profile, why = default_profile()
         print(f"profile: {profile} ({why}); choose with --profile paper|quick")
     groups = args.groups or list(DEFAULT_GROUPS)
+    workers = Workers(jobs=args.jobs, executor=args.executor,
+                      devices=tuple(args.devices) if args.devices else None,
+                      threads_per_job=args.threads_per_job, address=args.address,
+                      cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
     run_missing(groups, profile, args.seeds, results_dir=args.results_dir, datasets=args.datasets,
                 device=args.device, data_dir=args.data_dir, max_minutes=args.max_minutes,
-                refresh_per_user=args.refresh_per_user, log=lambda line: print(line, flush=True))
+                refresh_per_user=args.refresh_per_user, workers=workers,
+                log=lambda line: print(line, flush=True))
     for group in [] if args.no_compare else [g for g in groups if g != "linear"]:
         tables = compare(group, profile, args.results_dir)
         print(f"\n== {group} [{profile}] ==")
@@ -201,6 +207,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh-per-user", action="store_true",
                    help="train again the stored runs that have no per-user values (the old record "
                         "is set aside), so their comparisons get significance tests")
+    p.add_argument("--jobs", type=int, default=None, metavar="K",
+                   help="train K runs at a time in worker processes (default 1: one after the other, "
+                        "in this process); with --executor ray, at most K Ray tasks at a time")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local worker processes (default) or Ray tasks on a cluster (pip install 'mmlrepro[ray]')")
+    p.add_argument("--devices", nargs="+", metavar="DEVICE",
+                   help="with --jobs K: spread the runs over these devices (default: every visible GPU, "
+                        "else the CPU), several runs a device when K is larger")
+    p.add_argument("--threads-per-job", type=int, default=None,
+                   help="with --jobs K: torch threads of each worker (default: cores // K)")
+    p.add_argument("--address", default=None,
+                   help="with --executor ray: auto, ray://host:10001 (default: a local Ray started here)")
+    p.add_argument("--cpus-per-run", type=float, default=None, help="with --executor ray: CPUs a run asks for (default 1)")
+    p.add_argument("--gpus-per-run", type=float, default=None,
+                   help="with --executor ray: GPUs a run asks for, fractional allowed (0.25: four runs "
+                        "a GPU; default 0, the CPU)")
     p.add_argument("--no-compare", action="store_true", help="skip the comparison tables at the end")
     p.add_argument("--results-dir", default=None, help="results store (default: results/)")
     p.add_argument("--data-dir", default=None)
@@ -241,7 +263,8 @@ def _fail(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the package's errors become one line on stderr and exit status 2
-    (130 for Ctrl-C), with the traceback only under ``--debug``.
+    (130 for Ctrl-C; 1 when runs of a ``reproduce`` failed and the others were stored), with the
+    traceback only under ``--debug``.
 
     Errors: ``ValueError`` (bad parameters, ``DataError``, ``StoreError``, ``OutputError``,
     ``DeviceError``), ``OSError`` (named by its path), ``NonFiniteLossError``, and running out of
@@ -249,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from mmlrepro.files import describe_error
+    from mmlrepro.jobs import RunsFailed
     from mmlrepro.train import NonFiniteLossError, RunInterrupted
 
     args = build_parser().parse_args(argv)
@@ -258,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         return _fail(describe_error(err))
+    except RunsFailed as err:
+        if args.debug:
+            raise
+        _fail(describe_error(err))
+        return 1
     except (MemoryError, torch.cuda.OutOfMemoryError) as err:
         if args.debug:
             raise

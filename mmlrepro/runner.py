@@ -8,25 +8,30 @@ save; the run itself (data against K, user subsample, negatives) is checked by
 :func:`mmlrepro.train.check_run` before any step. Should storing a finished run still fail, it is
 written to a rescue file that the error names (:func:`_save`). Ctrl-C during ``run_missing`` says
 how many runs were stored and that the same command goes on. The settings of what is about to be
-trained are printed first.
+trained are printed first. ``run_missing(..., jobs=K)`` trains K runs at a time in worker
+processes or as Ray tasks (:mod:`mmlrepro.jobs`); this process alone writes the store, and each
+run is claimed in it while it trains (:mod:`mmlrepro.claims`).
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from pathlib import Path
 from typing import Any
 
 from mmlrepro.catalogue import DATASETS, catalogue_key, plan
+from mmlrepro.claims import Claims
 from mmlrepro.config import RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS, Dataset
 from mmlrepro.devices import resolve_device
 from mmlrepro.files import atomic_write, atomic_write_json, check_writable, describe_error
+from mmlrepro.jobs import Workers, train_parallel
 from mmlrepro.metrics import save_per_user
 from mmlrepro.results import ResultsStore, RunResult, StoreError, default_results_dir, provenance
 from mmlrepro.train import (
+    CHECKPOINT_EVERY_S,
     RunInterrupted,
     check_run,
     default_checkpoint_dir,
@@ -163,6 +168,8 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
                 results_dir: str | Path | None = None, datasets: Iterable[str] = DATASETS,
                 device: str | None = None, data_dir: str | None = None,
                 max_minutes: float | None = None, refresh_per_user: bool = False,
+                jobs: int | None = None,
+                workers: Workers | None = None, checkpoint_every_s: float = CHECKPOINT_EVERY_S,
                 log: Callable[[str], None] | None = _stdout) -> list[RunConfig]:
     """Train the planned runs the store lacks, in plan order, logging progress and ETA.
 
@@ -173,12 +180,24 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
     time plus the mean time of the runs done so far would pass the budget (for lent GPUs with a
     per-call limit). With ``refresh_per_user``, stored runs of the plan that have no per-user
     values (trained before issue 16) are trained again, or read off their refreshed twin, and
-    replace the stored record, which is set aside, not lost. Returns the configs that were
-    trained.
+    replace the stored record, which is set aside, not lost (in one process: not with ``jobs``
+    > 1). Returns the configs that were trained.
+
+    ``jobs`` K > 1 (or ``workers``, :class:`mmlrepro.jobs.Workers`, for devices, threads and
+    Ray) trains K runs at a time in worker processes (:func:`mmlrepro.jobs.train_parallel`); the
+    default trains one run after the other in this process. Either way every run is claimed in
+    the store while it trains (:mod:`mmlrepro.claims`): a run claimed by another live process is
+    skipped, a stale claim is taken over and the run's checkpoint resumed.
     """
     log = log or (lambda line: None)
     if max_minutes is not None and not max_minutes >= 0:  # 0: only the first run
         raise ValueError(f"max_minutes must be >= 0, got {max_minutes}")
+    if workers is not None and jobs is not None:
+        raise ValueError("give either jobs or workers (which has its own jobs), not both")
+    workers = workers or Workers(jobs=jobs)
+    workers.check(device)
+    if refresh_per_user and workers.parallel:
+        raise ValueError("refresh_per_user (--refresh-per-user) trains in one process: leave jobs at 1")
     groups, datasets = list(groups), list(datasets)
     if unknown := [d for d in datasets if d not in DATASETS]:
         raise ValueError(f"unknown dataset {unknown[0]!r}; the catalogue covers {', '.join(DATASETS)}")
@@ -209,7 +228,15 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
         check_run(config.replace(device=device) if device else config, sources[config.dataset])
     done: list[RunConfig] = []
     try:
-        _train_in_turn(todo, store, sources, device, max_minutes, log, done, stale)
+        if workers.parallel:
+            train_parallel(todo, store, sources, workers, device=device, data_dir=data_dir,
+                           save=lambda result: _save(store, result, replace=False),
+                           stored=lambda c: store.contains(c, sources[c.dataset].fingerprint)
+                           or derive_early_stop(store, c, sources[c.dataset].fingerprint) is not None,
+                           max_minutes=max_minutes, checkpoint_every_s=checkpoint_every_s,
+                           log=log, done=done)
+        else:
+            _train_in_turn(todo, store, sources, device, max_minutes, checkpoint_every_s, log, done, stale)
     except (KeyboardInterrupt, RunInterrupted) as err:
         raise RunInterrupted(_stopped(err, len(done), len(todo), store.root)) from None
     return done
@@ -223,29 +250,49 @@ def _stopped(err: BaseException, n_done: int, n_todo: int, root: Path) -> str:
 
 
 def _train_in_turn(todo: list[RunConfig], store: ResultsStore, sources: dict[str, Dataset],
-                   device: str | None, max_minutes: float | None, log: Callable[[str], None],
-                   done: list[RunConfig], replace: set[str] = frozenset()) -> None:
+                   device: str | None, max_minutes: float | None, checkpoint_every_s: float,
+                   log: Callable[[str], None], done: list[RunConfig], replace: Set[str] = frozenset()) -> None:
     """:func:`run_missing`'s loop: train ``todo`` in order, appending each finished config to
-    ``done``; a run whose key is in ``replace`` is read off its twin again or retrained, and
-    replaces its stored record."""
+    ``done``; a run another process has claimed is skipped (:mod:`mmlrepro.claims`); a run whose
+    key is in ``replace`` is read off its twin again or retrained, and replaces its stored record."""
     start = time.perf_counter()
-    for i, config in enumerate(todo, 1):
-        elapsed = time.perf_counter() - start
-        if max_minutes is not None and done and elapsed + elapsed / len(done) > max_minutes * 60:
-            log(f"time budget of {max_minutes} min reached: {len(todo) - len(done)} runs left for later")
-            break
-        if device:
-            config = config.replace(device=device)
-        source = sources[config.dataset]
-        force = config.key(source.fingerprint) in replace
-        derived = derive_early_stop(store, config, source.fingerprint, replace=True) if force else None
-        result = derived or run(config, store=store, dataset=source, force=force, log=log)
-        done.append(config)
-        elapsed = time.perf_counter() - start
-        eta = elapsed / i * (len(todo) - i)
-        log(f"[{i}/{len(todo)}] {config.label()}: recall@20 {result.best['recall@20']:.4f} "
-            f"ndcg@20 {result.best['ndcg@20']:.4f} (best epoch {result.best['epoch']}) "
-            f"| {elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min")
+    with Claims(store.root).heartbeat() as claims:
+        for i, config in enumerate(todo, 1):
+            elapsed = time.perf_counter() - start
+            if max_minutes is not None and done and elapsed + elapsed / len(done) > max_minutes * 60:
+                log(f"time budget of {max_minutes} min reached: {len(todo) - len(done)} runs left for later")
+                break
+            key = config.key(sources[config.dataset].fingerprint)
+            got, note = claims.acquire(key)
+            if not got:
+                log(f"[{i}/{len(todo)}] skipped {config.label()} #{key}: claimed by {note}")
+                continue
+            if note:
+                log(f"{config.label()} #{key}: {note}; its checkpoint, if any, resumes")
+            try:
+                _train_one(config, store, sources, device, checkpoint_every_s, log, done, i, len(todo), start,
+                           key in replace)
+            finally:
+                claims.release(key)
+
+
+def _train_one(config: RunConfig, store: ResultsStore, sources: dict[str, Dataset], device: str | None,
+               checkpoint_every_s: float, log: Callable[[str], None], done: list[RunConfig],
+               i: int, n: int, start: float, replace: bool = False) -> None:
+    """One run of :func:`_train_in_turn`, with its progress line; ``replace``: the stored record
+    is read off its twin again, or retrained, and replaced."""
+    if device:
+        config = config.replace(device=device)
+    source = sources[config.dataset]
+    derived = derive_early_stop(store, config, source.fingerprint, replace=True) if replace else None
+    result = derived or run(config, store=store, dataset=source, force=replace, log=log,
+                            checkpoint_every_s=checkpoint_every_s)
+    done.append(config)
+    elapsed = time.perf_counter() - start
+    eta = elapsed / i * (n - i)
+    log(f"[{i}/{n}] {config.label()}: recall@20 {result.best['recall@20']:.4f} "
+        f"ndcg@20 {result.best['ndcg@20']:.4f} (best epoch {result.best['epoch']}) "
+        f"| {elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min")
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def test_gpu_session_script_checks_runs_and_archives_within_its_budget(data_dir,
     (tree / "results" / "runs").mkdir(parents=True)
     out = tmp_path / "out"
     env = {**os.environ, "DEVICE": "cpu", "PROFILE": "smoke", "SKIP_BENCH": "1", "BUDGET_S": "70",
-           "RUN_GROUPS": "table3", "SEEDS": "1", "OUT": str(out), "MMLREPRO_DATA_DIR": str(data_dir),
+           "RUN_GROUPS": "table3", "SEEDS": "1", "JOBS": "2", "OUT": str(out), "MMLREPRO_DATA_DIR": str(data_dir),
            "MMLREPRO_CHECKPOINT_DIR": str(tmp_path / "ckpt"),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(["bash", "benchmarks/gpu_session.sh"], cwd=tree, env=env,
@@ -41,7 +41,21 @@ def test_gpu_session_script_checks_runs_and_archives_within_its_budget(data_dir,
     assert stored, log
     with tarfile.open(out / "results.tgz") as archive:
         names = sorted(Path(n).name for n in archive.getnames())
-    assert names == stored  # exactly the store files this call wrote
+    assert [n for n in names if n.endswith(".json")] == stored  # exactly the store files this call wrote
+    assert sorted(n for n in names if n.endswith(".npz")) == sorted(
+        p.name for p in (tree / "results" / "per_user").glob("*.npz"))
+    assert "--jobs 2" in log and "training with 2 worker processes on cpu" in log
     assert f"{len(stored)} new store files" in log
     seconds = int(log.rsplit("== done after ", 1)[1].split()[0])
     assert seconds <= 70
+
+
+def test_gpu_session_script_parses_and_its_fixed_steps_fit_the_default_budget():
+    script = ROOT / "benchmarks" / "gpu_session.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    fixed = sum(int(x) for x in text.split("else fixed=$(( ", 1)[1].split(" ))", 1)[0].split("+"))
+    limits = [int(line.split()[1]) for line in text.splitlines()
+              if line.strip().startswith("step ") and line.split()[1].isdigit()]
+    assert sum(limits[:-1]) == fixed                    # every fixed step's limit is counted
+    assert fixed + 30 + 60 <= 540                       # a few minutes are left for reproduce

@@ -244,3 +244,82 @@ def test_fused_and_textbook_model_scores_agree():
     plain = m(users, pos, neg)
     for a, b in zip(fused, plain, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def _old_aggregate(m: SimpleX, users, e_u, exclude_items=None):
+    """The aggregation before issue 19 (data-dependent width and ``nonzero``), for comparison."""
+    lens = m.history_len[users]
+    width = max(int(lens.max()), 1) if len(users) else 1
+    idx = m.history[users, :width]
+    mask = torch.arange(width) < lens.unsqueeze(1)
+    if exclude_items is not None:
+        mask &= idx != exclude_items.unsqueeze(1)
+    rows, cols = mask.nonzero(as_tuple=True)
+    table = m.hist_emb if m.hist_emb is not None else m.item_emb
+    e = m.rows(table, idx[rows, cols])
+    n_valid = mask.sum(1).to(e.dtype)
+    if m.aggregator == "mean":
+        w = (1.0 / n_valid.clamp(min=1.0))[rows]
+    else:
+        s = (torch.tanh(m.W(e)) * e_u[rows]).sum(-1)
+        mx = torch.full_like(n_valid, float("-inf")).scatter_reduce(0, rows, s.detach(), "amax")
+        if m.padding_softmax_bug:
+            mx = mx.clamp(min=0.0)
+            extra = (m.history.shape[1] - n_valid) * torch.exp(-mx)
+        else:
+            mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
+            extra = torch.zeros_like(mx)
+        num = torch.exp(s - mx[rows])
+        w = num / extra.index_add_(0, rows, num)[rows]
+    return torch.zeros_like(e_u).index_add_(0, rows, w.unsqueeze(1) * e)
+
+
+@pytest.mark.parametrize("aggregator,bug", [("attention", True), ("attention", False), ("mean", True)])
+def test_fixed_width_history_equals_the_old_aggregation(aggregator, bug):
+    """Issue 19: the fixed-width slots (no size read back to the host, the form any GPU uses)
+    give the old data-dependent aggregation's values bit for bit on the CPU (gradients to
+    float rounding: the zero slots reorder the sums of W's gradient),
+    with empty histories, a history only of the excluded positive and repeated users."""
+    rng = np.random.default_rng(0)
+    lens = rng.integers(0, 12, size=40)
+    lens[:3] = [0, 1, 11]
+    indptr = np.concatenate([[0], np.cumsum(lens)])
+    indices = rng.integers(0, 30, size=indptr[-1])
+    torch.manual_seed(0)
+    m = SimpleX(40, 30, indptr, indices, dim=8, aggregator=aggregator, gate=0.5, init_std=0.5,
+                separate_history_table=True, padding_softmax_bug=bug)
+    users = torch.from_numpy(rng.integers(0, 40, size=64))
+    users[:4] = torch.tensor([0, 1, 2, 2])
+    exclude = torch.from_numpy(indices[rng.integers(0, len(indices), size=64)])
+    exclude[1] = int(indices[indptr[1]])                  # user 1's only item is excluded
+    e_u = m.user_emb[users]
+    for ex in (None, exclude):
+        want = _old_aggregate(m, users, e_u, ex)
+        got = m.aggregate(users, e_u, ex, fixed=True)
+        assert torch.equal(got, want)
+        assert torch.equal(m.aggregate(users, e_u, ex, fixed=False), want)
+        weights = torch.randn_like(want)
+        params = [p for p in m.parameters() if p.requires_grad]
+        g_want = torch.autograd.grad((want * weights).sum(), params, allow_unused=True,
+                                     retain_graph=True)
+        g_got = torch.autograd.grad((got * weights).sum(), params, allow_unused=True,
+                                     retain_graph=True)
+        for a, b in zip(g_got, g_want, strict=True):
+            assert (a is None) == (b is None)
+            if a is not None:
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # sums reordered
+
+
+def test_fixed_width_history_reads_nothing_back(monkeypatch):
+    """The fixed-width path calls neither ``nonzero`` nor ``Tensor.item``/``int()`` on a tensor."""
+    m = tiny_simplex(aggregator="attention", gate=0.5)
+    users, e_u = torch.tensor([0, 1, 2]), torch.randn(3, 4)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a host read in the fixed-width path")
+
+    monkeypatch.setattr(torch.Tensor, "nonzero", refuse)
+    monkeypatch.setattr(torch.Tensor, "item", refuse)
+    monkeypatch.setattr(torch.Tensor, "__int__", refuse)
+    monkeypatch.setattr(torch.Tensor, "__bool__", refuse)
+    assert m.aggregate(users, e_u, torch.tensor([1, 4, 0]), fixed=True).shape == (3, 4)

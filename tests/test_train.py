@@ -341,3 +341,26 @@ def test_per_user_values_of_the_selected_epoch_come_with_the_result(tmp_path):
         assert result.per_user.values[metric].mean() == pytest.approx(result.best[metric], rel=1e-5)
     honest = train(small_config(epochs=2, selection="honest"), checkpoint_dir=tmp_path)
     assert honest.per_user.values["recall@20"].mean() == pytest.approx(honest.test["recall@20"], rel=1e-5)
+
+
+def test_nan_loss_off_the_cpu_stops_within_the_check_interval(tmp_path, monkeypatch):
+    """Issue 19: where the on-device flag is read only every K steps (a GPU), a NaN at step 3
+    still stops the run by step K = 5 of the same epoch, naming step 3."""
+    calls = {"n": 0}
+    real = get_loss("ccl", **CCL)
+
+    def poisoned(name, **hp):
+        def loss(pos, neg, users=None):
+            calls["n"] += 1
+            value = real(pos, neg, users)
+            return value * float("nan") if calls["n"] >= 3 else value
+        return loss
+
+    assert train_mod.finite_check_every(torch.device("cpu")) == 1
+    assert train_mod.finite_check_every(torch.device("cuda")) == train_mod.FINITE_CHECK_STEPS
+    config = small_config(epochs=2, batch_size=128)  # ~38 steps an epoch
+    monkeypatch.setattr(train_mod, "get_loss", poisoned)
+    monkeypatch.setattr(train_mod, "finite_check_every", lambda device: 5)
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step 3;"):
+        train(config, checkpoint_dir=tmp_path)
+    assert calls["n"] == 5

@@ -195,8 +195,8 @@ class Tester:
 
 def _claim(tester: Tester, text: str, numbers: str, parts: Sequence[Part], rule: bool | None = True) -> dict[str, Any]:
     """One claim row (:data:`CLAIM_COLUMNS`; ``p_holm`` and ``verdict`` are set by
-    :func:`_claims`). The gain and interval shown are those of the part that decides: the first
-    part with the wrong sign, else the one with the largest p-value. ``rule``: a further
+    :func:`_claims`). The gain and interval shown are those of the part that decides: the part
+    with the most negative gain, if any has the wrong sign, else the one with the largest p-value. ``rule``: a further
     condition of the claim on the numbers (e.g. "within 5 points of the paper's gain"; None: its
     runs are missing). A claim without parts is that rule alone, decided without a test. A
     number whose runs are missing (``nan``, ``+nan%``) shows as ``–``."""
@@ -208,7 +208,8 @@ def _claim(tester: Tester, text: str, numbers: str, parts: Sequence[Part], rule:
     if row["_missing"] or not tests:
         return row
     wrong = [t for t in tests if not t.gain >= 0]
-    decides = wrong[0] if wrong else max(tests, key=lambda t: math.inf if math.isnan(t.p) else t.p)
+    decides = (min(wrong, key=lambda t: t.gain if t.gain == t.gain else -math.inf) if wrong
+               else max(tests, key=lambda t: math.inf if math.isnan(t.p) else t.p))
     row.update(gain_pct=100 * decides.gain, ci_low_pct=100 * decides.ci_low, ci_high_pct=100 * decides.ci_high,
                p_users=decides.p_users, p_seeds=decides.p_seeds,
                p=float("nan") if any(math.isnan(t.p) for t in tests) else max(t.p for t in tests))

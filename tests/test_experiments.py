@@ -332,3 +332,13 @@ def test_lr_reduce_runs_stand_beside_the_plain_early_stopped_ones_and_the_paper(
     assert claims.filter(like="stops nearer").iloc[0] == "holds"          # 17 is nearer 19 than 35
     assert claims.filter(like="within ±5%").iloc[0] == "does not hold"     # NDCG +7%
     assert "Early stopping with SimpleX's lr schedule" in render_report(tmp_path, tmp_path / "figures", tmp_path)
+
+
+def test_a_claim_that_fails_shows_its_worst_part(tmp_path):
+    rep = {r["loss"]: r for r in cmp.reported()["table3"]}
+    for loss in cmp.TABLE3_LOSSES:   # MML below BPR by 1% and below softmax CE by 10%
+        scale = {"bpr": 1.01, "softmax_ce": 1.10}.get(loss, 0.5 if loss != "mml" else 1.0)
+        fake_run(tmp_path, cat.paper_config("gowalla", "mf", loss), 0.1 * scale, 0.08 * scale)
+    row = cmp.compare("table3", "paper", tmp_path)["claims"].set_index("claim").loc[
+        "Table 3: gowalla recall@20: MML beats BPR, hinge, softmax CE, MSE and CCL"]
+    assert row["verdict"] == "does not hold" and row["gain_pct"] == pytest.approx(100 * (1 / 1.10 - 1))

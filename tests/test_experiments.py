@@ -335,7 +335,6 @@ def test_lr_reduce_runs_stand_beside_the_plain_early_stopped_ones_and_the_paper(
 
 
 def test_a_claim_that_fails_shows_its_worst_part(tmp_path):
-    rep = {r["loss"]: r for r in cmp.reported()["table3"]}
     for loss in cmp.TABLE3_LOSSES:   # MML below BPR by 1% and below softmax CE by 10%
         scale = {"bpr": 1.01, "softmax_ce": 1.10}.get(loss, 0.5 if loss != "mml" else 1.0)
         fake_run(tmp_path, cat.paper_config("gowalla", "mf", loss), 0.1 * scale, 0.08 * scale)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from scipy import stats as sps
 
 from mmlrepro import catalogue as cat
 from mmlrepro import comparison as cmp
@@ -105,7 +107,9 @@ def test_paper_table_formats_mean_std_and_rel_diff(tmp_path):
     table = cmp.compare("table3", "quick", tmp_path)["table"]
     shown = paper_table(table, ["loss"])
     row = shown[(shown.loss == "mml") & (shown.dataset == "gowalla") & (shown.metric == "recall@20")].iloc[0]
-    assert row["reproduced"] == "0.1800 ± 0.0141" and row["seeds"] == 2
+    # "mean ± h", h the half-width of the 95 % t-interval of two seeds: t(0.975, 1) · sd / √2
+    half = sps.t.ppf(0.975, 1) * np.std([0.17, 0.19], ddof=1) / np.sqrt(2)
+    assert row["reproduced"] == f"0.1800 ± {half:.4f}" == "0.1800 ± 0.1271" and row["seeds"] == 2
     assert row["rel. diff"] == "-0.9%" and row["within ±5%"] == "yes"
     missing = shown[(shown.loss == "bpr") & (shown.dataset == "gowalla")].iloc[0]
     assert (missing["reproduced"], missing["rel. diff"], missing["within ±5%"]) == ("missing", "–", "missing")

@@ -249,7 +249,7 @@ def claims_display(claims: pd.DataFrame) -> pd.DataFrame:
         return "–" if pd.isna(v) else f"{v:+.2f}%"
 
     def interval(row: pd.Series) -> str:
-        if row["verdict"] == "missing":
+        if row["verdict"] == "missing" or pd.isna(row["gain_pct"]):   # nothing measured, or a rule alone
             return "–"
         if pd.isna(row["ci_low_pct"]):
             return NO_PER_USER

@@ -72,16 +72,23 @@ def test_resume_after_kill_gives_identical_metrics(tmp_path):
     assert strip(resumed.history) == strip(full.history)
 
 
-def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path, monkeypatch):
+def poisoned_ccl(is_bad):
+    """A ``get_loss`` stand-in: CCL whose value turns NaN on the calls where ``is_bad(call)``,
+    and the count of its calls."""
     calls = {"n": 0}
     real = get_loss("ccl", **CCL)
 
-    def poisoned(name, **hp):
+    def make(name, **hp):
         def loss(pos, neg, users=None):
             calls["n"] += 1
             value = real(pos, neg, users)
-            return value * float("nan") if calls["n"] == 5 else value
+            return value * float("nan") if is_bad(calls["n"]) else value
         return loss
+    return make, calls
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path, monkeypatch):
+    poisoned, _ = poisoned_ccl(lambda call: call == 5)
 
     config = small_config(epochs=3, batch_size=1024)  # 300 users × ~16 rows → 4 steps an epoch
     steps_per_epoch = -(-len(synthetic(300, 400).train_items()) // 1024)
@@ -346,15 +353,7 @@ def test_per_user_values_of_the_selected_epoch_come_with_the_result(tmp_path):
 def test_nan_loss_off_the_cpu_stops_within_the_check_interval(tmp_path, monkeypatch):
     """Issue 19: where the on-device flag is read only every K steps (a GPU), a NaN at step 3
     still stops the run by step K = 5 of the same epoch, naming step 3."""
-    calls = {"n": 0}
-    real = get_loss("ccl", **CCL)
-
-    def poisoned(name, **hp):
-        def loss(pos, neg, users=None):
-            calls["n"] += 1
-            value = real(pos, neg, users)
-            return value * float("nan") if calls["n"] >= 3 else value
-        return loss
+    poisoned, calls = poisoned_ccl(lambda call: call >= 3)
 
     assert train_mod.finite_check_every(torch.device("cpu")) == 1
     assert train_mod.finite_check_every(torch.device("cuda")) == train_mod.FINITE_CHECK_STEPS

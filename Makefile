@@ -32,7 +32,12 @@ lint: setup
 
 test: setup lint
 	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests
-	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax notebooks
+	# the committed notebooks, run by nbval on a copy of the tree's notebooks, store and figures
+	# (their relative paths ../results and ../figures then point into the copy), so a test run
+	# never writes into the committed store or figures
+	rm -rf .nbval && mkdir -p .nbval/figures && cp -r notebooks results .nbval/
+	cd .nbval && TQDM_DISABLE=1 ../$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax notebooks
+	rm -rf .nbval
 
 reproduce: setup
 	$(BIN)/mmlrepro reproduce $(ARGS)
@@ -45,4 +50,4 @@ notebooks: setup
 	$(BIN)/mmlrepro notebooks --profile $(or $(PROFILE),quick)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .nbval

@@ -164,11 +164,9 @@ def _figure3_section(profile: str, results_dir: Any, figures_dir: Path, out_dir:
     try:
         from mmlrepro.plots import plot_metric_vs_negatives, save_figure
 
-        runs = load_results(results_dir)
-        keys = {cat.catalogue_key(c) for c in cat.configs("figure3", profile, 10)}
-        runs = runs[runs["key"].isin(keys)]
+        runs = ex.group_runs("figure3", profile, results_dir)   # as notebook 05 draws it: one file, one figure
         for metric in ex.METRICS:
-            fig = plot_metric_vs_negatives(runs, metric)
+            fig = plot_metric_vs_negatives(runs.assign(loss=runs["loss_name"]), metric)
             paths = save_figure(fig, f"figure3_{metric.replace('@', '')}", profile, figures_dir)
             png = [p for p in paths if str(p).endswith(".png")][0]
             lines.append(f"![Figure 3 {metric} [{profile}]]({Path(png).resolve().relative_to(out_dir.resolve())})\n")

@@ -137,6 +137,13 @@ def run(config: RunConfig, *, results_dir: str | Path | None = None, store: Resu
     log = log or (lambda line: None)
     store = store or ResultsStore(results_dir)
     _check_outputs(store, train_kwargs.get("checkpoint_dir"), config.device)
+    return _stored_or_trained(config, store, dataset, data_dir, force, log, **train_kwargs)
+
+
+def _stored_or_trained(config: RunConfig, store: ResultsStore, dataset: Dataset | None, data_dir: str | None,
+                       force: bool, log: Callable[[str], None], **train_kwargs: Any) -> RunResult:
+    """:func:`run` after its checks of the outputs and the device (done once per plan by
+    :func:`run_missing`)."""
     source = dataset if dataset is not None else load_run_dataset(config, data_dir)
     fingerprint = source.fingerprint
     if not force:
@@ -285,8 +292,8 @@ def _train_one(config: RunConfig, store: ResultsStore, sources: dict[str, Datase
         config = config.replace(device=device)
     source = sources[config.dataset]
     derived = derive_early_stop(store, config, source.fingerprint, replace=True) if replace else None
-    result = derived or run(config, store=store, dataset=source, force=replace, log=log,
-                            checkpoint_every_s=checkpoint_every_s)
+    result = derived or _stored_or_trained(config, store, source, None, replace, log,
+                                           checkpoint_every_s=checkpoint_every_s)
     done.append(config)
     elapsed = time.perf_counter() - start
     eta = elapsed / i * (n - i)

@@ -74,9 +74,12 @@ def reported_frame(table: str) -> pd.DataFrame:
 METRICS = ("recall@20", "ndcg@20")
 
 
-def _runs(group: str, profile: str, results_dir: str | Path | None, max_seeds: int = 10) -> pd.DataFrame:
-    """Stored runs belonging to ``group`` (matched by config key, any of the first seeds)."""
-    keys = {catalogue_key(c) for c in configs(group, profile, max_seeds)}
+def _runs(group: str | tuple[str, ...], profile: str, results_dir: str | Path | None,
+          max_seeds: int = 10) -> pd.DataFrame:
+    """Stored runs belonging to ``group`` (or to any of several; matched by config key, any of
+    the first seeds), read in one pass over the store."""
+    groups = (group,) if isinstance(group, str) else group
+    keys = {catalogue_key(c) for g in groups for c in configs(g, profile, max_seeds)}
     frame = load_results(results_dir)
     if frame.empty:
         return frame
@@ -483,8 +486,7 @@ def _compare_lr_reduce(profile: str, results_dir) -> dict[str, pd.DataFrame]:
     would explain why they stopped after 19 epochs where plain "Y" runs stop after 27–43. The
     table puts each ``lr_reduce`` run beside the plain "Y" run of the same seed and the paper's
     "Y" number; it is empty until an ``lr_reduce`` run is stored."""
-    runs = pd.concat([_runs("lr_reduce", profile, results_dir),
-                      _runs("table2", profile, results_dir)], ignore_index=True)
+    runs = _runs(("lr_reduce", "table2"), profile, results_dir)
     columns = ["dataset", "loss", "schedule", "stopped_after", "paper_stopped_after", "best_epoch",
                "metric", "reproduced", "reported", "rel_diff"]
     rep = reported_frame("table2")

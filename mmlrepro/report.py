@@ -22,6 +22,7 @@ from mmlrepro import comparison as ex
 from mmlrepro.files import atomic_write_text, check_writable, check_writable_file
 from mmlrepro.results import ResultsStore, git_commit, load_results
 from mmlrepro.speccheck import deviations
+from mmlrepro.stats import N_BOOT
 
 # What a paper-profile run must use, per SPEC §8 (checked for every cell that misses ±5%).
 PLANNED_SEEDS = {"table2": 3, "table3": 3, "figure3": 3, "ccl_matched": 3, "honest": 1, "li2023": 1,
@@ -30,13 +31,13 @@ PLANNED_SEEDS = {"table2": 3, "table3": 3, "figure3": 3, "ccl_matched": 3, "hone
 
 LR_REDUCE_NOTE = (
     "The paper's early-stopped MF runs stopped after 19 epochs; ours, at constant lr, stop later "
-    "and 1.5–4.5% higher. The hypothesis: the paper kept SimpleX's schedule (lr ×0.1 and the best "
+    "and land higher (Table 2's early-stopped rows). The hypothesis: the paper kept SimpleX's schedule (lr ×0.1 and the best "
     "weights reloaded on each non-improving epoch, `--lr-reduce`), which would end a run sooner "
     "and lower. The rows above put each run trained with it beside the constant-lr run of the "
     "same seed; the claims say whether it stops nearer 19 epochs and lands within ±5% of the "
     "paper.\n")
 
-READING = ["## Reading the numbers\n", """\
+READING = ["## Reading the numbers\n", f"""\
 - **A reproduced cell** is the mean over its seeds; from two seeds on it reads `mean ± h`, h the
   half-width of the 95 % t-interval of the mean over seeds (`mmlrepro.stats.seed_interval`). It
   measures how much a rerun with new seeds moves the number: seed-to-seed training noise.
@@ -44,7 +45,7 @@ READING = ["## Reading the numbers\n", """\
   **gain** is mean(a) / mean(b) − 1 of the seed means.
 - **The 95 % interval (users)** and **p users** need per-user values (each evaluated user's
   Recall/NDCG@K, stored beside a run since issue 16): the users are resampled with replacement
-  (2,000 seeded bootstrap draws; the same draw for a and b, so the pairing is kept) for the
+  ({N_BOOT:,} seeded bootstrap draws; the same draw for a and b, so the pairing is kept) for the
   interval, and the paired t-test on the per-user differences gives p. With several seeds the
   per-user values are first averaged over seeds. This measures **test-set sampling noise**: how
   much the gain would move on another sample of users like these. It says nothing about

@@ -205,6 +205,7 @@ class ResultsStore:
         return record
 
     def get(self, config: RunConfig, data_fingerprint: str) -> RunResult | None:
+        """The stored run, with its per-user values when it has them, or None."""
         path = self.path(config.key(data_fingerprint))
         if not path.exists():
             return None
@@ -216,7 +217,9 @@ class ResultsStore:
         return result
 
     def contains(self, config: RunConfig, data_fingerprint: str) -> bool:
-        return self.get(config, data_fingerprint) is not None
+        """Whether a valid record of the run is stored (its per-user values are not read)."""
+        path = self.path(config.key(data_fingerprint))
+        return path.exists() and self._read(path) is not None
 
     def _set_aside(self, path: Path, why: str) -> Path:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
@@ -239,18 +242,22 @@ class ResultsStore:
                 raise StoreError(f"{path} already holds this run; pass replace=True (--force) to replace it")
             else:
                 self._set_aside(path, "is replaced by a new run of the same key")
-        old_per_user = self.per_user_dir / f"{key}.npz"
+        old_per_user = self.per_user_path(key)
         if old_per_user.exists():   # the replaced run's, or a stray file: never left to the new run
             self._set_aside(old_per_user, "belonged to the replaced run")
         if result.per_user is not None:
-            atomic_write(self.per_user_dir / f"{key}.npz",
+            atomic_write(self.per_user_path(key),
                          lambda tmp: save_per_user(result.per_user, tmp))
         return atomic_write_json(result.to_dict(), path)
 
     def per_user(self, key: str) -> PerUser | None:
         """The per-user values stored with run ``key``, or None."""
-        path = self.per_user_dir / f"{key}.npz"
+        path = self.per_user_path(key)
         return load_per_user(path) if path.exists() else None
+
+    def per_user_path(self, key: str) -> Path:
+        """Where run ``key``'s per-user values are (or would be) stored."""
+        return self.per_user_dir / f"{key}.npz"
 
     def records(self) -> list[dict[str, Any]]:
         """Every valid record, sorted by file name; bad files are reported and skipped."""

@@ -60,7 +60,7 @@ def derive_early_stop(store: ResultsStore, config: RunConfig, data_fingerprint: 
     twin = store.get(config.replace(selection="paper"), data_fingerprint)
     if twin is None:
         return None
-    result = early_stop_from_history(twin, config, store.per_user(twin.key))
+    result = early_stop_from_history(twin, config, twin.per_user)
     result.provenance = {**provenance(), "derived_from": twin.key, "twin_provenance": twin.provenance}
     store.put(result, replace=replace)
     return result
@@ -225,7 +225,7 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
     missing = [c for c in runs if not store.contains(c, sources[c.dataset].fingerprint)
                and derive_early_stop(store, c, sources[c.dataset].fingerprint) is None]
     stale = {key for c in runs if c not in missing and refresh_per_user
-             and store.per_user(key := c.key(sources[c.dataset].fingerprint)) is None}
+             and not store.per_user_path(key := c.key(sources[c.dataset].fingerprint)).exists()}
     todo = [c for c in runs if c in missing or c.key(sources[c.dataset].fingerprint) in stale]
     log(f"{len(runs)} runs planned for {', '.join(groups)} [{profile}], "
         f"{len(runs) - len(missing)} already in {store.root} (early-stopped ones read off their "

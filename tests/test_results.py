@@ -211,3 +211,13 @@ def test_a_finished_run_that_cannot_be_stored_is_kept_in_a_rescue_file(tmp_path,
     rescue = str(err.value).rsplit("kept in ", 1)[1]
     assert "No space left" in str(err.value)
     assert RunResult.from_dict(json.loads(open(rescue).read())).key == KEY
+
+
+def test_a_replaced_run_takes_its_per_user_values_with_it(tmp_path):
+    store = ResultsStore(tmp_path, log=None)
+    first = run(CONFIG, store=store, checkpoint_dir=tmp_path / "ckpt")
+    assert store.per_user_path(KEY).exists() and store.contains(CONFIG, FP)
+    first.per_user = None                           # a replacement that kept none
+    store.put(first, replace=True)
+    assert not store.per_user_path(KEY).exists() and store.get(CONFIG, FP).per_user is None
+    assert len(list((tmp_path / "set_aside").glob(f"{KEY}.*.npz"))) == 1   # set aside, not lost

@@ -51,10 +51,16 @@ class PerUser:
     user order, or the order of an explicit ``users`` subset). ``values``: one float32 array
     per metric name (``"recall@20"``, ``"ndcg@20"``, ...), aligned with ``users``; its mean is
     the averaged metric.
+
+    ``early_stop``: on a ``paper`` ("N") run, the same users' values at the epoch its
+    early-stopped ("Y") twin selects when that is another epoch (its selection stopped earlier;
+    :func:`mmlrepro.train.train`), so the twin read off this run's history has per-user values
+    too; ``None`` otherwise.
     """
 
     users: np.ndarray
     values: dict[str, np.ndarray]
+    early_stop: PerUser | None = None
 
     def __len__(self) -> int:
         return len(self.users)
@@ -70,24 +76,42 @@ def save_per_user(per_user: PerUser, path: str | Path) -> None:
     fourth decimal); ``user_deltas`` int64 = ``diff(users, prepend=0)`` (mostly 1s for the usual
     ascending ids, so they compress to almost nothing; any order round-trips). About 97 KB for
     30,000 users and 4 metrics of realistic values (tests/test_metrics.py measures it).
+    ``per_user.early_stop``, when set, is stored as ``early_stop_values`` of the same layout
+    (same users and names), doubling the size.
     """
     names = list(per_user.values)
+    arrays = {"values": _quantised(per_user, names)}
+    if per_user.early_stop is not None:
+        if not np.array_equal(per_user.early_stop.users, per_user.users) or list(per_user.early_stop.values) != names:
+            raise ValueError("the early-stop per-user values must cover the same users and metrics")
+        arrays["early_stop_values"] = _quantised(per_user.early_stop, names)
+    deltas = np.diff(np.asarray(per_user.users, np.int64), prepend=np.int64(0))
+    with open(path, "wb") as f:
+        np.savez_compressed(f, names=np.array(names), user_deltas=deltas, **arrays)
+
+
+def _quantised(per_user: PerUser, names: list[str]) -> np.ndarray:
+    """``[n_users, n_metrics]`` uint16 fixed point of :func:`save_per_user`."""
     values = np.stack([np.asarray(per_user.values[n], np.float64) for n in names], axis=1)
     if not np.all((values >= 0) & (values <= 1)):             # also refuses NaN
         raise ValueError("per-user values must lie in [0, 1] (no NaN) to be stored")
-    quantised = np.round(values * QUANT).astype(np.uint16)
-    deltas = np.diff(np.asarray(per_user.users, np.int64), prepend=np.int64(0))
-    with open(path, "wb") as f:
-        np.savez_compressed(f, names=np.array(names), values=quantised, user_deltas=deltas)
+    return np.round(values * QUANT).astype(np.uint16)
 
 
 def load_per_user(path: str | Path) -> PerUser:
-    """Read a :func:`save_per_user` file back: values q / 65535 as float32, users int64."""
+    """Read a :func:`save_per_user` file back: values q / 65535 as float32, users int64 (and the
+    early-stop values, where the file has them)."""
     with np.load(path, allow_pickle=False) as z:
         names = [str(n) for n in z["names"]]
-        values = (z["values"] / QUANT).astype(np.float32)
         users = np.cumsum(z["user_deltas"], dtype=np.int64)
-    return PerUser(users, {n: values[:, j].copy() for j, n in enumerate(names)})
+        sets = {name: (z[name] / QUANT).astype(np.float32)
+                for name in ("values", "early_stop_values") if name in z.files}
+
+    def per_user(values: np.ndarray) -> dict[str, np.ndarray]:
+        return {n: values[:, j].copy() for j, n in enumerate(names)}
+
+    early_stop = PerUser(users, per_user(sets["early_stop_values"])) if "early_stop_values" in sets else None
+    return PerUser(users, per_user(sets["values"]), early_stop)
 
 
 def as_csr(items, n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:

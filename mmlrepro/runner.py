@@ -261,7 +261,9 @@ def _train_in_turn(todo: list[RunConfig], store: ResultsStore, sources: dict[str
                    log: Callable[[str], None], done: list[RunConfig], replace: Set[str] = frozenset()) -> None:
     """:func:`run_missing`'s loop: train ``todo`` in order, appending each finished config to
     ``done``; a run another process has claimed is skipped (:mod:`mmlrepro.claims`); a run whose
-    key is in ``replace`` is read off its twin again or retrained, and replaces its stored record."""
+    key is in ``replace`` is read off its twin again or retrained, and replaces its stored record,
+    unless its per-user values were stored meanwhile (another ``--refresh-per-user`` on the same
+    store got to it first)."""
     start = time.perf_counter()
     with Claims(store.root).heartbeat() as claims:
         for i, config in enumerate(todo, 1):
@@ -276,6 +278,10 @@ def _train_in_turn(todo: list[RunConfig], store: ResultsStore, sources: dict[str
                 continue
             if note:
                 log(f"{config.label()} #{key}: {note}; its checkpoint, if any, resumes")
+            if key in replace and store.per_user_path(key).exists():   # another process refreshed it
+                claims.release(key)
+                log(f"[{i}/{len(todo)}] skipped {config.label()} #{key}: its per-user values were stored meanwhile")
+                continue
             try:
                 _train_one(config, store, sources, device, checkpoint_every_s, log, done, i, len(todo), start,
                            key in replace)

@@ -10,6 +10,7 @@ reloads. :func:`early_stop_from_history` reads an early-stopped run off its "N" 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import pickle
@@ -176,6 +177,18 @@ def _stops(history: list[dict[str, float]], config: RunConfig) -> bool:
     return config.selection == "early_stop" and since >= config.patience
 
 
+def early_stop_epochs(history: list[dict[str, float]], config: RunConfig) -> int:
+    """How many epochs of ``history`` (a run without lr cuts) the ``early_stop`` run of
+    ``config`` keeps: it trains the same epochs and stops where :func:`_stops` says so."""
+    config = config.replace(selection="early_stop")
+    kept: list[dict[str, float]] = []
+    for record in history:
+        if kept and _stops(kept, config):
+            break
+        kept.append(record)
+    return len(kept)
+
+
 # --------------------------------------------------------------------------------------------
 # checkpoints
 
@@ -263,7 +276,9 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
     redraws negatives that are one of the row's user's train items.
 
     The per-user Recall/NDCG@K of the reported numbers (the selected epoch's test evaluation, or
-    the honest run's final test) come back in ``result.per_user`` (issue 16).
+    the honest run's final test) come back in ``result.per_user`` (issue 16); a ``paper`` run
+    without ``lr_reduce`` whose early-stopped twin would select an earlier epoch adds that
+    epoch's values as ``result.per_user.early_stop`` (:func:`early_stop_from_history` reads them).
 
     A checkpoint (model, optimiser, RNG state, history) is written atomically after an epoch
     once ``checkpoint_every_s`` seconds have passed since the last one (0: after every epoch);
@@ -304,11 +319,13 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
     reg_full = config.reg_lambda if config.reg_form == "full_table" else 0.0
     step = ExactStep(model, config.lr, reg_full, config.grad_clip, device)
     keep_state = config.selection == "honest" or config.lr_reduce
+    # an "N" run keeps, too, the per-user values its "Y" twin (read off this history) selects
+    has_twin = config.selection == "paper" and not config.lr_reduce
 
     ckpt_path = ckpt_dir / f"{key}.pt"
     history: list[dict[str, float]] = []
     best_state: dict[str, torch.Tensor] | None = None
-    best_per_user = None
+    best_per_user = early_stop_per_user = None
     lr = config.lr
     timings = {"train_s": 0.0, "eval_s": 0.0}
     ckpt = _load_checkpoint(ckpt_path, key, log) if resume and ckpt_path.exists() else None
@@ -317,6 +334,7 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
         step.optimizer.load_state_dict(ckpt["optimizer"])
         history, lr, timings = ckpt["history"], ckpt["lr"], ckpt["timings"]
         best_state, best_per_user = ckpt["best_state"], ckpt.get("best_per_user")
+        early_stop_per_user = ckpt.get("early_stop_per_user")
         step.set_lr(lr)
         _set_rng_state(ckpt["rng"], device)
         log(f"{config.label()}: resumed from {ckpt_path} after epoch {len(history)}")
@@ -374,12 +392,15 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
                 lr = max(lr * LR_REDUCE_FACTOR, LR_FLOOR)
                 step.set_lr(lr)
                 model.load_state_dict(best_state)
+            if has_twin and early_stop_epochs(history, config) == len(history):   # "Y" trains on
+                early_stop_per_user = best_per_user
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}", recall20=f"{metrics['recall@20']:.4f}")
             if epoch < config.epochs and time.perf_counter() - saved_at >= checkpoint_every_s:
                 state = {"model": model.state_dict(), "optimizer": step.optimizer.state_dict(),
                          "history": history, "lr": lr, "best_state": best_state,
-                         "best_per_user": best_per_user, "timings": timings,
+                         "best_per_user": best_per_user, "early_stop_per_user": early_stop_per_user,
+                         "timings": timings,
                          "rng": _rng_state(device), "key": key}
                 atomic_write(ckpt_path, lambda tmp, state=state: torch.save(state, tmp))
                 saved_epoch, saved_at = epoch, time.perf_counter()
@@ -400,6 +421,8 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
         t0 = time.perf_counter()
         test, best_per_user = evaluate(model, data, per_user=True)
         timings["eval_s"] += time.perf_counter() - t0
+    if has_twin and early_stop_per_user is not None and _early_stop_best(history, config) != best["epoch"]:
+        best_per_user = dataclasses.replace(best_per_user, early_stop=early_stop_per_user)
     ckpt_path.unlink(missing_ok=True)
     return RunResult(config=config, data_fingerprint=fingerprint, history=history, best=dict(best),
                      last=dict(history[-1]), test=test, timings=timings, device=device_name(device),
@@ -417,7 +440,8 @@ def early_stop_from_history(paper: RunResult, config: RunConfig,
     "N" history that :func:`train` would have kept, cut by the same rule, and its selected epoch
     is the one :func:`select_best` picks in that prefix. Timings are the prefix's. ``per_user``,
     the twin's per-user values, belong to its own selected epoch: the "Y" run keeps them when it
-    selects that same epoch, and has none otherwise. (On CUDA,
+    selects that same epoch, and otherwise their ``early_stop`` set, which :func:`train` keeps for
+    that case (a run trained before it did has none, and its "Y" twin then has none). (On CUDA,
     whose ``index_add_`` is not bit-deterministic, two trainings of one config already differ at
     that level.)
     """
@@ -432,15 +456,19 @@ def early_stop_from_history(paper: RunResult, config: RunConfig,
     if len(paper.history) != paper.config.epochs:
         raise ValueError(f"{paper.config.label()}: history has {len(paper.history)} of "
                          f"{paper.config.epochs} epochs")
-    history: list[dict[str, float]] = []
-    for record in paper.history:  # the loop of train(), with the evaluations already done
-        if history and _stops(history, config):
-            break
-        history.append(dict(record))
+    # the loop of train(), with the evaluations already done
+    history = [dict(record) for record in paper.history[:early_stop_epochs(paper.history, config)]]
     timings = {name: sum(r[name] for r in history) for name in ("train_s", "eval_s")}
     best = history[select_best(history, config.monitor, config.min_delta)]
-    same_epoch = best["epoch"] == paper.best["epoch"]
+    if best["epoch"] != paper.best["epoch"]:
+        per_user = per_user.early_stop if per_user is not None else None
     return RunResult(config=config, data_fingerprint=paper.data_fingerprint, history=history,
                      best=dict(best), last=dict(history[-1]), test={}, timings=timings,
                      device=paper.device, stopped_early=len(history) < len(paper.history),
-                     per_user=per_user if same_epoch else None)
+                     per_user=None if per_user is None else dataclasses.replace(per_user, early_stop=None))
+
+
+def _early_stop_best(history: list[dict[str, float]], config: RunConfig) -> int:
+    """The epoch the ``early_stop`` run of ``config`` selects in ``history``."""
+    kept = history[:early_stop_epochs(history, config)]
+    return kept[select_best(kept, config.monitor, config.min_delta)]["epoch"]

@@ -232,6 +232,15 @@ def test_refresh_per_user_retrains_runs_stored_without_them_and_sets_the_old_asi
     assert all(store.per_user(k) is not None for k in keys)
     assert len(list((tmp_path / "set_aside").glob("*.json"))) == len(keys)   # nothing lost
     assert runner.run_missing(["table2"], "smoke", 1, refresh_per_user=True, **plan) == []
+    # a second refresh on the same store, whose plan saw the runs stale before the first one
+    # refreshed them, skips them instead of training them again
+    monkeypatch.setattr(runner, "train", lambda *a, **k: pytest.fail("a refreshed run was trained again"))
+    configs = cat.plan(["table2"], "smoke", 1, ["gowalla"])
+    source = runner.load_run_dataset(configs[0], str(data_dir))
+    lines, done = [], []
+    runner._train_in_turn(configs, store, {"gowalla": source}, "cpu", None, 60.0, lines.append, done,
+                          {c.key(source.fingerprint) for c in configs})
+    assert done == [] and len(lines) == len(configs) and all("stored meanwhile" in line for line in lines)
 
 
 def fake_per_user(root, config: RunConfig, recall, ndcg) -> None:

@@ -1,5 +1,6 @@
 """Recall/NDCG@K (SPEC §7) against hand-worked values and a brute-force numpy ranking."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -280,3 +281,21 @@ def test_save_load_per_user_roundtrip_and_size(tmp_path):
     np.testing.assert_allclose(back.values["ndcg@20"], odd.values["ndcg@20"], atol=1e-5)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         save_per_user(PerUser(np.arange(2), {"x": np.array([0.5, np.nan])}), tmp_path / "nan")
+
+
+def test_per_user_file_keeps_the_early_stop_values_beside_the_selected_ones(tmp_path):
+    pu, earlier = realistic_per_user(30_000), realistic_per_user(30_000, seed=1)
+    both = dataclasses.replace(pu, early_stop=PerUser(pu.users, earlier.values))
+    save_per_user(both, tmp_path / "n.npz")
+    assert (tmp_path / "n.npz").stat().st_size <= 2 * 150_000
+    back = load_per_user(tmp_path / "n.npz")
+    np.testing.assert_array_equal(back.early_stop.users, pu.users)
+    for name in pu.values:
+        np.testing.assert_allclose(back.values[name], pu.values[name], atol=1e-5)
+        np.testing.assert_allclose(back.early_stop.values[name], earlier.values[name], atol=1e-5)
+    save_per_user(pu, tmp_path / "plain.npz")
+    assert load_per_user(tmp_path / "plain.npz").early_stop is None
+    other_users = dataclasses.replace(pu, early_stop=PerUser(pu.users[::-1].copy(), earlier.values))
+    with pytest.raises(ValueError, match="same users"):
+        save_per_user(other_users, tmp_path / "bad.npz")
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ from mmlrepro.config import RunConfig
 from mmlrepro.data import synthetic
 from mmlrepro.losses import get_loss
 from mmlrepro.metrics import evaluate
+from mmlrepro.results import ResultsStore
 from mmlrepro.step import batch_loss
 from mmlrepro.train import NonFiniteLossError, RunInterrupted, build_model, train
 
@@ -224,8 +226,17 @@ def test_early_stop_read_off_the_paper_twin_equals_training_it(tmp_path):
     paper = train(small_config(epochs=8, min_delta=0.02, patience=1), checkpoint_dir=tmp_path)
     config = small_config(epochs=8, min_delta=0.02, patience=1, selection="early_stop")
     trained = train(config, checkpoint_dir=tmp_path)
-    derived = train_mod.early_stop_from_history(paper, config)
+    store = ResultsStore(tmp_path / "store")
+    store.put(paper)                                      # the "Y" values travel in the "N" file
+    stored = store.get(paper.config, paper.data_fingerprint)
+    derived = train_mod.early_stop_from_history(stored, config, stored.per_user)
     assert trained.stopped_early and len(trained.history) < 8  # the rule did cut the run short
+    # "N" selects a later epoch than "Y", so it kept "Y"'s per-user values beside its own
+    assert paper.best["epoch"] > trained.best["epoch"] and trained.per_user.early_stop is None
+    for name, values in trained.per_user.values.items():
+        np.testing.assert_array_equal(paper.per_user.early_stop.values[name], values)
+        np.testing.assert_allclose(derived.per_user.values[name], values, atol=1e-5, rtol=0)  # uint16 file
+    assert derived.per_user.early_stop is None
     strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in h]  # noqa: E731
     assert strip(derived.history) == strip(trained.history)
     assert strip([derived.best]) == strip([trained.best])
@@ -235,8 +246,11 @@ def test_early_stop_read_off_the_paper_twin_equals_training_it(tmp_path):
 
 def test_early_stop_from_history_that_never_stops_keeps_every_epoch(tmp_path):
     paper = train(small_config(epochs=3, patience=5), checkpoint_dir=tmp_path)
-    derived = train_mod.early_stop_from_history(paper, small_config(epochs=3, patience=5, selection="early_stop"))
+    derived = train_mod.early_stop_from_history(paper, small_config(epochs=3, patience=5, selection="early_stop"),
+                                                paper.per_user)
     assert derived.history == paper.history and derived.best == paper.best and not derived.stopped_early
+    assert paper.per_user.early_stop is None                  # the same epoch: the twin's own values
+    assert derived.per_user.values is paper.per_user.values
 
 
 @pytest.mark.parametrize("changes, word", [

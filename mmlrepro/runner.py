@@ -187,8 +187,7 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
     time plus the mean time of the runs done so far would pass the budget (for lent GPUs with a
     per-call limit). With ``refresh_per_user``, stored runs of the plan that have no per-user
     values (trained before issue 16) are trained again, or read off their refreshed twin, and
-    replace the stored record, which is set aside, not lost (in one process: not with ``jobs``
-    > 1). Returns the configs that were trained.
+    replace the stored record, which is set aside, not lost. Returns the configs that were trained.
 
     ``jobs`` K > 1 (or ``workers``, :class:`mmlrepro.jobs.Workers`, for devices, threads and
     Ray) trains K runs at a time in worker processes (:func:`mmlrepro.jobs.train_parallel`); the
@@ -203,8 +202,6 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
         raise ValueError("give either jobs or workers (which has its own jobs), not both")
     workers = workers or Workers(jobs=jobs)
     workers.check(device)
-    if refresh_per_user and workers.parallel:
-        raise ValueError("refresh_per_user (--refresh-per-user) trains in one process: leave jobs at 1")
     groups, datasets = list(groups), list(datasets)
     if unknown := [d for d in datasets if d not in DATASETS]:
         raise ValueError(f"unknown dataset {unknown[0]!r}; the catalogue covers {', '.join(DATASETS)}")
@@ -237,9 +234,8 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
     try:
         if workers.parallel:
             train_parallel(todo, store, sources, workers, device=device, data_dir=data_dir,
-                           save=lambda result: _save(store, result, replace=False),
-                           stored=lambda c: store.contains(c, sources[c.dataset].fingerprint)
-                           or derive_early_stop(store, c, sources[c.dataset].fingerprint) is not None,
+                           save=lambda result: _save(store, result, replace=result.key in stale),
+                           stored=lambda c: _held(store, c, sources[c.dataset].fingerprint, stale),
                            max_minutes=max_minutes, checkpoint_every_s=checkpoint_every_s,
                            log=log, done=done)
         else:
@@ -247,6 +243,17 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
     except (KeyboardInterrupt, RunInterrupted) as err:
         raise RunInterrupted(_stopped(err, len(done), len(todo), store.root)) from None
     return done
+
+
+def _held(store: ResultsStore, config: RunConfig, fingerprint: str, stale: Set[str]) -> bool:
+    """Whether the store holds ``config``'s run now, or can read it off its stored twin; a run in
+    ``stale`` (to refresh) only once its per-user values are stored, or it is read off its twin
+    again (:func:`run_missing` with ``jobs``, checked just before each run starts)."""
+    key = config.key(fingerprint)
+    if key in stale:
+        return (store.per_user_path(key).exists()
+                or derive_early_stop(store, config, fingerprint, replace=True) is not None)
+    return store.contains(config, fingerprint) or derive_early_stop(store, config, fingerprint) is not None
 
 
 def _stopped(err: BaseException, n_done: int, n_todo: int, root: Path) -> str:

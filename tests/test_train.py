@@ -56,22 +56,26 @@ def test_same_seed_same_metrics_and_other_seed_differs(tmp_path):
 
 
 def test_resume_after_kill_gives_identical_metrics(tmp_path):
-    config = small_config(epochs=4)
+    config = small_config(epochs=8, min_delta=0.02, patience=1)   # its "Y" twin stops after epoch 6
     full = train(config, checkpoint_dir=tmp_path / "full")
 
     def kill(epoch, record):
-        if epoch == 2:
+        if epoch == 7:
             raise KeyboardInterrupt
 
-    with pytest.raises(RunInterrupted, match="checkpoint of epoch 2 is kept"):
+    with pytest.raises(RunInterrupted, match="checkpoint of epoch 7 is kept"):
         train(config, checkpoint_dir=tmp_path / "killed", checkpoint_every_s=0, on_epoch_end=kill)
     assert (tmp_path / "killed" / f"{config.key(SYNTHETIC_FP)}.pt").exists()
     seen = []
     resumed = train(config, checkpoint_dir=tmp_path / "killed", checkpoint_every_s=0,
                     on_epoch_end=lambda e, r: seen.append(e))
-    assert seen == [3, 4]  # only the missing epochs ran
+    assert seen == [8]  # only the missing epoch ran
     strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in h]  # noqa: E731
     assert strip(resumed.history) == strip(full.history)
+    assert full.per_user.early_stop is not None   # "Y"'s values, fixed before the kill, come from the checkpoint
+    for got, want in ((resumed.per_user, full.per_user), (resumed.per_user.early_stop, full.per_user.early_stop)):
+        for name in want.values:
+            np.testing.assert_array_equal(got.values[name], want.values[name])
 
 
 def poisoned_ccl(is_bad):

@@ -37,6 +37,19 @@ LR_REDUCE_NOTE = (
     "same seed; the claims say whether it stops nearer 19 epochs and lands within ±5% of the "
     "paper.\n")
 
+
+
+def _short_runs_note(profile: str) -> str:
+    """Why a profile other than ``paper`` makes no lr_reduce claim, from its settings."""
+    config = cat.configs("lr_reduce", profile, 1)[0]
+    if config.epochs < config.patience + 2:
+        return (f"The {profile} profile makes no claim here: its runs last {config.epochs} epochs, and the "
+                f"stopping rule (patience {config.patience}) cannot end a run before epoch "
+                f"{config.patience + 2}, so every run trains to the end whatever its schedule.\n")
+    return (f"The {profile} profile makes no claim here: its runs ({config.epochs} epochs) are not the "
+            "paper's, so where they stop says nothing about where the paper's stopped.\n")
+
+
 READING = ["## Reading the numbers\n", f"""\
 - **A reproduced cell** is the mean over its seeds; from two seeds on it reads `mean ± h`, h the
   half-width of the 95 % t-interval of the mean over seeds (`mmlrepro.stats.seed_interval`). It
@@ -357,6 +370,8 @@ def render_report(results_dir: Any = None, figures_dir: str | Path = "figures",
         lines += _section("Early stopping with SimpleX's lr schedule (the hypothesis of issue 18)", "lr_reduce",
                           profile, results_dir, None)
         lines.append(LR_REDUCE_NOTE)
+        if profile != "paper":
+            lines.append(_short_runs_note(profile))
         lines += _missing(profile, results_dir, runs)
     lines += _linear_section(results_dir)
     lines += _store_section(results_dir, runs)

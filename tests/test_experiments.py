@@ -348,6 +348,15 @@ def test_lr_reduce_runs_stand_beside_the_plain_early_stopped_ones_and_the_paper(
     assert "Early stopping with SimpleX's lr schedule" in render_report(tmp_path, tmp_path / "figures", tmp_path)
 
 
+def test_lr_reduce_quick_runs_make_no_claim_and_the_report_says_why(tmp_path):
+    fake_run(tmp_path, cat.paper_config("yelp2018", "mf", "ccl", profile="quick", selection="early_stop",
+                                        lr_reduce=True, group="lr_reduce"), 0.03, 0.02, epoch=4)
+    out = cmp.compare("lr_reduce", "quick", tmp_path)
+    assert len(out["table"]) == 2 and out["claims"].empty
+    report = render_report(tmp_path, tmp_path / "figures", tmp_path)
+    assert "cannot end a run before epoch 5, so every run trains to the end" in report
+
+
 def test_a_claim_that_fails_shows_its_worst_part(tmp_path):
     for loss in cmp.TABLE3_LOSSES:   # MML below BPR by 1% and below softmax CE by 10%
         scale = {"bpr": 1.01, "softmax_ce": 1.10}.get(loss, 0.5 if loss != "mml" else 1.0)

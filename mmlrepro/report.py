@@ -23,6 +23,7 @@ from mmlrepro.files import atomic_write_text, check_writable, check_writable_fil
 from mmlrepro.results import ResultsStore, git_commit, load_results
 from mmlrepro.speccheck import deviations
 from mmlrepro.stats import N_BOOT
+from mmlrepro.train import early_stop_epochs
 
 # What a paper-profile run must use, per SPEC §8 (checked for every cell that misses ±5%).
 PLANNED_SEEDS = {"table2": 3, "table3": 3, "figure3": 3, "ccl_matched": 3, "honest": 1, "li2023": 1,
@@ -38,14 +39,15 @@ LR_REDUCE_NOTE = (
     "paper.\n")
 
 
-
 def _short_runs_note(profile: str) -> str:
-    """Why a profile other than ``paper`` makes no lr_reduce claim, from its settings."""
+    """Why a profile other than ``paper`` makes no lr_reduce claim, from its settings and the
+    stopping rule itself (:func:`mmlrepro.train.early_stop_epochs`)."""
     config = cat.configs("lr_reduce", profile, 1)[0]
-    if config.epochs < config.patience + 2:
-        return (f"The {profile} profile makes no claim here: its runs last {config.epochs} epochs, and the "
-                f"stopping rule (patience {config.patience}) cannot end a run before epoch "
-                f"{config.patience + 2}, so every run trains to the end whatever its schedule.\n")
+    never_improves = [{config.monitor: 0.0}] * config.epochs
+    if early_stop_epochs(never_improves, config) == config.epochs:
+        return (f"The {profile} profile makes no claim here: its runs last {config.epochs} epochs, too few for "
+                f"the stopping rule (patience {config.patience}) to cut one short even if it never improves "
+                "after its first epoch, so every run trains to the end whatever its schedule.\n")
     return (f"The {profile} profile makes no claim here: its runs ({config.epochs} epochs) are not the "
             "paper's, so where they stop says nothing about where the paper's stopped.\n")
 

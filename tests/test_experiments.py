@@ -237,6 +237,8 @@ def test_refresh_per_user_retrains_runs_stored_without_them_and_sets_the_old_asi
     assert all(store.per_user(k) is not None for k in keys)
     assert len(list((tmp_path / "set_aside").glob("*.json"))) == len(keys)   # nothing lost
     assert runner.run_missing(["table2"], "smoke", 1, refresh_per_user=True, **plan) == []
+    if jobs is not None:
+        return
     # a second refresh on the same store, whose plan saw the runs stale before the first one
     # refreshed them, skips them instead of training them again
     monkeypatch.setattr(runner, "train", lambda *a, **k: pytest.fail("a refreshed run was trained again"))
@@ -354,7 +356,7 @@ def test_lr_reduce_quick_runs_make_no_claim_and_the_report_says_why(tmp_path):
     out = cmp.compare("lr_reduce", "quick", tmp_path)
     assert len(out["table"]) == 2 and out["claims"].empty
     report = render_report(tmp_path, tmp_path / "figures", tmp_path)
-    assert "cannot end a run before epoch 5, so every run trains to the end" in report
+    assert "last 4 epochs, too few for the stopping rule (patience 3)" in report
 
 
 def test_a_claim_that_fails_shows_its_worst_part(tmp_path):

@@ -298,4 +298,3 @@ def test_per_user_file_keeps_the_early_stop_values_beside_the_selected_ones(tmp_
     other_users = dataclasses.replace(pu, early_stop=PerUser(pu.users[::-1].copy(), earlier.values))
     with pytest.raises(ValueError, match="same users"):
         save_per_user(other_users, tmp_path / "bad.npz")
-

@@ -199,7 +199,8 @@ class Tester:
 def _claim(tester: Tester, text: str, numbers: str, parts: Sequence[Part], rule: bool | None = True) -> dict[str, Any]:
     """One claim row (:data:`CLAIM_COLUMNS`; ``p_holm`` and ``verdict`` are set by
     :func:`_claims`). The gain and interval shown are those of the part that decides: the part
-    with the most negative gain, if any has the wrong sign, else the one with the largest p-value. ``rule``: a further
+    with the most negative gain, if any has the wrong sign, else the one with the largest p-value
+    (an untestable part counts as p = 1), the smallest gain among equals. ``rule``: a further
     condition of the claim on the numbers (e.g. "within 5 points of the paper's gain"; None: its
     runs are missing). A claim without parts is that rule alone, decided without a test. A
     number whose runs are missing (``nan``, ``+nan%``) shows as ``–``."""
@@ -212,7 +213,7 @@ def _claim(tester: Tester, text: str, numbers: str, parts: Sequence[Part], rule:
         return row
     wrong = [t for t in tests if not t.gain >= 0]
     decides = (min(wrong, key=lambda t: t.gain if t.gain == t.gain else -math.inf) if wrong
-               else max(tests, key=lambda t: math.inf if math.isnan(t.p) else t.p))
+               else max(tests, key=lambda t: (math.inf if math.isnan(t.p) else t.p, -t.gain)))
     row.update(gain_pct=100 * decides.gain, ci_low_pct=100 * decides.ci_low, ci_high_pct=100 * decides.ci_high,
                p_users=decides.p_users, p_seeds=decides.p_seeds,
                p=float("nan") if any(math.isnan(t.p) for t in tests) else max(t.p for t in tests))

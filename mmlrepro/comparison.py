@@ -200,7 +200,7 @@ def _claim(tester: Tester, text: str, numbers: str, parts: Sequence[Part], rule:
     """One claim row (:data:`CLAIM_COLUMNS`; ``p_holm`` and ``verdict`` are set by
     :func:`_claims`). The gain and interval shown are those of the part that decides: the part
     with the most negative gain, if any has the wrong sign, else the one with the largest p-value
-    (an untestable part counts as p = 1), the smallest gain among equals. ``rule``: a further
+    (an untestable part ranks above every tested one), the smallest gain among equals. ``rule``: a further
     condition of the claim on the numbers (e.g. "within 5 points of the paper's gain"; None: its
     runs are missing). A claim without parts is that rule alone, decided without a test. A
     number whose runs are missing (``nan``, ``+nan%``) shows as ``–``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 import torch
 
@@ -68,3 +69,24 @@ def device_name(device: torch.device) -> str:
     except OSError:
         pass
     return f"{cpu} ({torch.get_num_threads()} threads)"
+
+
+def run_device(history: list[dict[str, Any]], fallback: str = "") -> str:
+    """The device of a run from the ``device`` of each epoch of its ``history``.
+
+    One device: its name. A run resumed elsewhere (another GPU, another thread count): each
+    stretch, ``"A (epochs 1–2); B (epochs 3–100)"``, so its seconds per epoch are never read as
+    one device's. Epochs without a ``device`` (records trained before it was kept) take
+    ``fallback``.
+    """
+    stretches: list[list[Any]] = []   # [device, first epoch, last epoch]
+    for record in history:
+        name = record.get("device", fallback)
+        if stretches and stretches[-1][0] == name:
+            stretches[-1][2] = record["epoch"]
+        else:
+            stretches.append([name, record["epoch"], record["epoch"]])
+    if len(stretches) <= 1:
+        return stretches[0][0] if stretches else fallback
+    return "; ".join(f"{name} (epoch{'s' if a != b else ''} {a}{f'–{b}' if a != b else ''})"
+                     for name, a, b in stretches)

@@ -25,7 +25,7 @@ from torch import nn
 
 from mmlrepro.config import RunConfig
 from mmlrepro.data import Dataset, load_named_or_synthetic
-from mmlrepro.devices import device_memory, device_name, resolve_device
+from mmlrepro.devices import device_memory, device_name, resolve_device, run_device
 from mmlrepro.files import atomic_write, check_writable
 from mmlrepro.losses import get_loss
 from mmlrepro.metrics import EvalIndex, PerUser, evaluate
@@ -285,14 +285,16 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
     with ``resume`` a later call continues from it and ends with the metrics of an uninterrupted
     run. It is named by the run's key (data fingerprint included), so it never resumes on other
     data; a broken one is set aside and the run starts over. It is deleted when the run
-    completes. A Gowalla checkpoint costs about 0.13 s to write; the 30 s default keeps one per
-    epoch for CPU paper runs and loses at most 30 s of work on a kill. ``on_epoch_end(epoch,
-    record)`` is called after any checkpoint of that epoch is written (tests use it to simulate a
-    kill). Ctrl-C raises :class:`RunInterrupted` naming the checkpoint kept. A NaN or infinite
-    loss raises :class:`NonFiniteLossError` naming its epoch and step: before that step is
-    applied on the CPU, within :data:`FINITE_CHECK_STEPS` steps on a GPU (an on-device flag,
-    read back that often; :func:`finite_check_every`). The data, the
-    user subsample and the negatives are checked (:func:`check_run`) before any step.
+    completes. Each epoch of the history keeps the device it ran on, so a run resumed on
+    another device (or thread count) names each stretch (:func:`mmlrepro.devices.run_device`).
+    A Gowalla checkpoint costs about 0.13 s to write; the 30 s default keeps one per epoch for
+    CPU paper runs and loses at most 30 s of work on a kill. ``on_epoch_end(epoch, record)`` is
+    called after any checkpoint of that epoch is written (tests use it to simulate a kill).
+    Ctrl-C raises :class:`RunInterrupted` naming the checkpoint kept. A NaN or infinite loss
+    raises :class:`NonFiniteLossError` naming its epoch and step: before that step is applied on
+    the CPU, within :data:`FINITE_CHECK_STEPS` steps on a GPU (an on-device flag, read back that
+    often; :func:`finite_check_every`). The data, the user subsample and the negatives are
+    checked (:func:`check_run`) before any step.
     """
     log = log or (lambda line: None)
     if checkpoint_every_s < 0:
@@ -342,6 +344,7 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
 
     saved_epoch, saved_at = start_epoch - 1, time.perf_counter()
     stopped_early = False
+    here = device_name(device)   # kept per epoch: a resumed run may finish on another device
     bar = _progress(config.epochs, config.label(), initial=start_epoch - 1)
     try:
         for epoch in range(start_epoch, config.epochs + 1):
@@ -382,7 +385,7 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
             timings["train_s"] += t1 - t0
             timings["eval_s"] += t2 - t1
             record = {"epoch": epoch, "loss": float(loss_sum) / max(n_steps, 1), "lr": lr, **metrics,
-                      "train_s": t1 - t0, "eval_s": t2 - t1}
+                      "train_s": t1 - t0, "eval_s": t2 - t1, "device": here}
             history.append(record)
             if select_best(history, config.monitor, config.min_delta) == len(history) - 1:
                 best_per_user = per_user
@@ -425,7 +428,7 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
         best_per_user = dataclasses.replace(best_per_user, early_stop=early_stop_per_user)
     ckpt_path.unlink(missing_ok=True)
     return RunResult(config=config, data_fingerprint=fingerprint, history=history, best=dict(best),
-                     last=dict(history[-1]), test=test, timings=timings, device=device_name(device),
+                     last=dict(history[-1]), test=test, timings=timings, device=run_device(history, here),
                      stopped_early=stopped_early, per_user=best_per_user)
 
 
@@ -464,7 +467,7 @@ def early_stop_from_history(paper: RunResult, config: RunConfig,
         per_user = per_user.early_stop if per_user is not None else None
     return RunResult(config=config, data_fingerprint=paper.data_fingerprint, history=history,
                      best=dict(best), last=dict(history[-1]), test={}, timings=timings,
-                     device=paper.device, stopped_early=len(history) < len(paper.history),
+                     device=run_device(history, paper.device), stopped_early=len(history) < len(paper.history),
                      per_user=None if per_user is None else dataclasses.replace(per_user, early_stop=None))
 
 

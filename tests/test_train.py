@@ -14,6 +14,7 @@ import mmlrepro.train as train_mod
 from mmlrepro.check import compare_steps
 from mmlrepro.config import RunConfig
 from mmlrepro.data import synthetic
+from mmlrepro.devices import run_device
 from mmlrepro.losses import get_loss
 from mmlrepro.metrics import evaluate
 from mmlrepro.results import ResultsStore
@@ -53,6 +54,37 @@ def test_same_seed_same_metrics_and_other_seed_differs(tmp_path):
     strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in h]  # noqa: E731
     assert strip(a.history) == strip(b.history)
     assert strip(a.history) != strip(c.history)
+
+
+def test_a_run_resumed_at_another_thread_count_records_each_stretch(tmp_path):
+    config = small_config(epochs=3)
+    threads = torch.get_num_threads()
+
+    def kill(epoch, record):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    try:
+        torch.set_num_threads(1)
+        with pytest.raises(RunInterrupted):
+            train(config, checkpoint_dir=tmp_path, checkpoint_every_s=0, on_epoch_end=kill)
+        torch.set_num_threads(2)
+        resumed = train(config, checkpoint_dir=tmp_path, checkpoint_every_s=0)
+    finally:
+        torch.set_num_threads(threads)
+    one, two = (r["device"] for r in resumed.history[1:3])
+    assert one.endswith("(1 threads)") and two.endswith("(2 threads)")
+    assert resumed.history[0]["device"] == one
+    assert resumed.device == f"{one} (epochs 1–2); {two} (epoch 3)"
+    twin = train_mod.early_stop_from_history(resumed, config.replace(selection="early_stop", patience=1))
+    assert twin.device == run_device(twin.history)
+
+
+def test_run_device_names_one_device_once_and_falls_back_for_old_records():
+    assert run_device([{"epoch": 1, "device": "A"}, {"epoch": 2, "device": "A"}]) == "A"
+    assert run_device([{"epoch": 1}, {"epoch": 2}], fallback="old") == "old"
+    assert run_device([{"epoch": 1}, {"epoch": 2, "device": "B"}], fallback="old") == "old (epoch 1); B (epoch 2)"
+    assert run_device([], fallback="old") == "old"
 
 
 def test_resume_after_kill_gives_identical_metrics(tmp_path):

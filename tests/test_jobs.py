@@ -126,7 +126,8 @@ def test_expected_seconds_come_from_stored_runs_alike(tmp_path, monkeypatch):
 
 def _records(root: Path) -> dict[str, dict]:
     """Each stored record without what may differ between equal runs: timings, provenance and
-    the device (a label: a worker's config names the device it was given)."""
+    the device (a label: a worker's config names the device it was given; each epoch names the
+    device and thread count it trained on)."""
     out = {}
     for path in sorted((root / "runs").glob("*.json")):
         record = json.loads(path.read_text())
@@ -136,8 +137,8 @@ def _records(root: Path) -> dict[str, dict]:
         for part in ("history", "best", "last"):
             rows = record[part] if part == "history" else [record[part]]
             for row in rows:
-                row.pop("train_s", None)
-                row.pop("eval_s", None)
+                for name in ("train_s", "eval_s", "device"):
+                    row.pop(name, None)
         out[path.stem] = record
     return out
 

@@ -31,7 +31,7 @@ from mmlrepro.devices import check_device_name
 from mmlrepro.losses import get_loss
 from mmlrepro.models import SimpleX
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # The catalogue's profiles (mmlrepro.catalogue); a run outside the catalogue is labelled "custom".
 PROFILES = ("paper", "quick", "smoke")
 MODELS = ("mf", "simplex")
@@ -45,7 +45,7 @@ SIMPLEX_DEFAULTS: dict[str, Any] = {
 # Fields that name a run or say where it executes, not what it computes: never in the key.
 LABEL_FIELDS = ("dataset", "profile", "group", "device")
 # Fields left out of the identity while they hold this value, so that adding them re-keyed
-# nothing (none yet: every field of schema 2 is in the identity where it applies).
+# nothing (none yet: every field of schema 3 is in the identity where it applies).
 _DEFAULT_FREE: dict[str, Any] = {}
 
 
@@ -93,6 +93,24 @@ def _simplex_params(given: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(hp[flag], bool):
             _bad("model_params", f"{flag} must be true or false, got {hp[flag]!r}")
     return {**hp, "gate": float(hp["gate"])}
+
+
+def _effective_simplex_params(hp: Mapping[str, Any]) -> dict[str, Any]:
+    """SimpleX's parameters minus those that change nothing the run computes (schema 3).
+
+    With g = 1, p_u is never computed (:meth:`mmlrepro.models.SimpleX.raw_user_vectors`), so
+    ``history_cap`` and ``padding_softmax_bug`` do not apply (the SimpleX Yelp2018 config);
+    with the ``mean`` aggregator there is no softmax, so ``padding_softmax_bug`` does not apply.
+    ``aggregator`` and ``separate_history_table`` stay at g = 1: W and the history table are
+    still created from the seeded generator (which shifts every later random draw), and the
+    table is regularised and counted in the clipped gradient norm.
+    """
+    out = dict(hp)
+    if out["gate"] == 1.0:
+        del out["history_cap"]
+    if out["gate"] == 1.0 or out["aggregator"] == "mean":
+        del out["padding_softmax_bug"]
+    return out
 
 
 @dataclass(frozen=True)
@@ -231,7 +249,8 @@ class RunConfig:
         The normalised fields minus :data:`LABEL_FIELDS`, minus the fields that do not apply:
         ``patience`` outside ``early_stop``, ``holdout_fraction`` outside ``honest``,
         ``reg_form`` when ``reg_lambda`` is 0, ``dropout_placement`` when ``dropout`` is 0,
-        ``model_params`` for MF; plus ``data`` (the fingerprint) and ``schema``.
+        ``model_params`` for MF and, of SimpleX's, those its forward pass never reads
+        (:func:`_effective_simplex_params`); plus ``data`` (the fingerprint) and ``schema``.
         """
         if not isinstance(data_fingerprint, str) or not data_fingerprint:
             raise ValueError(f"a run's identity needs its data fingerprint, got {data_fingerprint!r}")
@@ -243,6 +262,8 @@ class RunConfig:
                    "model_params": self.model == "mf"}
         out = {k: v for k, v in out.items() if not dropped.get(k, False)
                and not (k in _DEFAULT_FREE and v == _DEFAULT_FREE[k])}
+        if self.model == "simplex":
+            out["model_params"] = _effective_simplex_params(self.model_hp)
         return {**out, "data": data_fingerprint, "schema": SCHEMA_VERSION}
 
     def key(self, data_fingerprint: str) -> str:

@@ -17,10 +17,19 @@ Schema 1 → 2 (:func:`v1_to_v2`):
 - the selected epoch is recomputed with the one selection rule
   (:func:`mmlrepro.train.select_best`); a change is noted in the record;
 - ``derived_from`` (an early-stopped run read off its twin) is rewritten to the twin's new key.
+
+Schema 2 → 3 (:func:`v2_to_v3`): the key leaves out the SimpleX parameters the forward pass
+never reads (``history_cap`` and ``padding_softmax_bug`` at g = 1, ``padding_softmax_bug`` with
+the mean aggregator: :func:`mmlrepro.config._effective_simplex_params`), so two configs that
+compute the same run share it; every key changes (the schema is part of it), nothing else does.
+
+Per-user values (``per_user/<key>.npz``) move with their record; those of a record set aside
+as a duplicate go to ``set_aside/`` with it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,15 +47,29 @@ class MigrationError(ValueError):
     """A record that cannot be migrated; the message says why."""
 
 
-def v1_to_v2(record: dict[str, Any]) -> dict[str, Any]:
-    """A schema-1 record as a schema-2 one (see the module docstring); ``derived_from`` still old."""
+def _config_of(record: dict[str, Any]) -> RunConfig:
     raw = record.get("config")
     if not isinstance(raw, dict):
         raise MigrationError("no config")
     try:
-        config = RunConfig.from_dict(raw)
+        return RunConfig.from_dict(raw)
     except (ValueError, TypeError) as err:
         raise MigrationError(f"config not valid today: {err}") from None
+
+
+def v2_key(config: RunConfig, data_fingerprint: str) -> str:
+    """The key ``config`` had in schema 2: every SimpleX parameter in the identity."""
+    identity = {**config.identity(data_fingerprint), "schema": 2}
+    if config.model == "simplex":
+        identity["model_params"] = config.model_hp
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def v1_to_v2(record: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 record as a schema-2 one (see the module docstring); ``derived_from`` still old."""
+    raw = record.get("config")
+    config = _config_of(record)
     fingerprint = KNOWN_FINGERPRINTS.get(config.dataset)
     if fingerprint is None:
         raise MigrationError(f"dataset {config.dataset!r} is not a known dataset, so the data it "
@@ -64,21 +87,41 @@ def v1_to_v2(record: dict[str, Any]) -> dict[str, Any]:
     prov = dict(record.get("provenance") or {})
     prov["migrated"] = {"from_schema": 1, "old_key": record.get("key"), "notes": notes}
     out = {**record, "schema": 2, "config": config.to_dict(), "data_fingerprint": fingerprint,
-           "key": config.key(fingerprint), "best": dict(best), "provenance": prov, "per_user": False}
+           "key": v2_key(config, fingerprint), "best": dict(best), "provenance": prov, "per_user": False}
     out.setdefault("test", {})
     return out
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: v1_to_v2}
+def v2_to_v3(record: dict[str, Any]) -> dict[str, Any]:
+    """A schema-2 record as a schema-3 one: only its key (and schema) change; ``derived_from``
+    still old. An earlier migration's note is kept under ``earlier``."""
+    config = _config_of(record)
+    fingerprint = record.get("data_fingerprint")
+    if not isinstance(fingerprint, str) or not fingerprint:
+        raise MigrationError("no data fingerprint")
+    if v2_key(config, fingerprint) != record.get("key"):
+        raise MigrationError("its key is not the schema-2 key of its config and data")
+    prov = dict(record.get("provenance") or {})
+    migrated = {"from_schema": 2, "old_key": record["key"], "notes": []}
+    if "migrated" in prov:
+        migrated["earlier"] = prov["migrated"]
+    prov["migrated"] = migrated
+    return {**record, "schema": 3, "key": config.key(fingerprint), "provenance": prov}
 
 
-def migrate_record(record: dict[str, Any]) -> dict[str, Any]:
-    """``record`` brought to :data:`SCHEMA_VERSION` by the steps of :data:`MIGRATIONS`."""
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: v1_to_v2, 2: v2_to_v3}
+
+
+def migrate_record(record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``record`` brought to :data:`SCHEMA_VERSION` by the steps of :data:`MIGRATIONS`, and the
+    notes of those steps."""
+    notes: list[str] = []
     while (schema := record.get("schema", 1)) < SCHEMA_VERSION:
         if schema not in MIGRATIONS:
             raise MigrationError(f"no migration from schema {schema}")
         record = MIGRATIONS[schema](record)
-    return record
+        notes += record["provenance"]["migrated"]["notes"]
+    return record, notes
 
 
 @dataclass
@@ -103,8 +146,15 @@ def _prefer(record: dict[str, Any]) -> tuple:
     return (bool(prov.get("derived_from")), prov.get("time_utc", ""))
 
 
+def _move(src: Path, folder: Path) -> None:
+    if src.exists():
+        folder.mkdir(exist_ok=True)
+        src.replace(folder / src.name)
+
+
 def migrate_store(results_dir: str | Path | None = None, dry_run: bool = False) -> MigrationReport:
-    """Bring every record of the store to :data:`SCHEMA_VERSION`, re-keyed, losing none."""
+    """Bring every record of the store to :data:`SCHEMA_VERSION`, re-keyed with its per-user
+    values, losing none."""
     store = ResultsStore(results_dir, log=None)
     report = MigrationReport()
     if not store.runs_dir.exists():
@@ -129,13 +179,12 @@ def migrate_store(results_dir: str | Path | None = None, dry_run: bool = False) 
         try:
             if not isinstance(record, dict) or record.get("key") != path.stem:
                 raise MigrationError("its key is not its file name")
-            migrated = migrate_record(record)
+            migrated, notes = migrate_record(record)
         except MigrationError as err:
             report.unmigrated.append((path.name, str(err)))
             continue
         old_to_new[path.stem] = migrated["key"]
-        for note in migrated["provenance"]["migrated"]["notes"]:
-            report.notes.append((path.name, note))
+        report.notes += [(path.name, note) for note in notes]
         key = migrated["key"]
         if key in new:
             keep, drop = sorted([new[key], (path, migrated)], key=lambda pr: _prefer(pr[1]))
@@ -152,18 +201,18 @@ def migrate_store(results_dir: str | Path | None = None, dry_run: bool = False) 
             prov["derived_from"] = old_to_new.get(prov["derived_from"], prov["derived_from"])
         if path.stem == key:
             continue
+        old_per_user, new_per_user = store.per_user_path(path.stem), store.per_user_path(key)
+        _move(new_per_user, store.root / "set_aside")        # a stray file: never the new run's
+        if old_per_user.exists():
+            old_per_user.replace(new_per_user)
         atomic_write_json(record, store.path(key))
         path.unlink()
         report.migrated += 1
     kept = {p for p, _ in new.values()}
-    for name, _ in report.duplicates:
-        src = store.runs_dir / name
-        if src.exists() and src not in kept:
-            (store.root / "set_aside").mkdir(exist_ok=True)
-            src.replace(store.root / "set_aside" / name)
-    for name, _ in report.unmigrated:
-        src = store.runs_dir / name
-        if src.exists():
-            (store.root / "unmigrated").mkdir(exist_ok=True)
-            src.replace(store.root / "unmigrated" / name)
+    for folder, names in (("set_aside", report.duplicates), ("unmigrated", report.unmigrated)):
+        for name, _ in names:
+            src = store.runs_dir / name
+            if src.exists() and src not in kept:
+                _move(src, store.root / folder)
+                _move(store.per_user_path(src.stem), store.root / folder)
     return report

@@ -132,3 +132,30 @@ def test_labels_change_neither_the_run_nor_the_key(name, other, tmp_path):
     changed = base.replace(**{name: other})
     assert base.key(FP) == changed.key(FP)
     assert _outcome(base, tmp_path) == _outcome(changed, tmp_path)
+
+
+# SimpleX parameters the forward pass never reads (schema 3): (base model_params, the change).
+UNREAD_SIMPLEX = [({"gate": 1.0}, {"history_cap": 2}),                       # p_u not computed at g = 1
+                  ({"gate": 1.0, "aggregator": "attention"}, {"padding_softmax_bug": False}),
+                  ({"gate": 0.5}, {"padding_softmax_bug": False})]           # mean: no softmax
+# ...and those it does, even at g = 1 (W and the history table shift the seeded draws).
+READ_SIMPLEX = [({"gate": 1.0}, {"aggregator": "attention"}),
+                ({"gate": 1.0}, {"separate_history_table": True}),
+                ({"gate": 0.5, "aggregator": "attention"}, {"padding_softmax_bug": False}),
+                ({"gate": 0.5}, {"history_cap": 2})]
+
+
+@pytest.mark.parametrize("base, change", UNREAD_SIMPLEX)
+def test_simplex_parameters_that_are_not_read_share_the_key_and_the_run(base, change, tmp_path):
+    a = config(model="simplex", model_params=base)
+    b = config(model="simplex", model_params={**base, **change})
+    assert a.key(FP) == b.key(FP) and a.model_hp != b.model_hp   # the config still shows them
+    assert _outcome(a, tmp_path) == _outcome(b, tmp_path)
+
+
+@pytest.mark.parametrize("base, change", READ_SIMPLEX)
+def test_simplex_parameters_that_are_read_split_the_key_and_the_run(base, change, tmp_path):
+    a = config(model="simplex", model_params=base)
+    b = config(model="simplex", model_params={**base, **change})
+    assert a.key(FP) != b.key(FP)
+    assert _outcome(a, tmp_path) != _outcome(b, tmp_path)

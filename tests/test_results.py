@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import mmlrepro.runner as runner_mod
-from mmlrepro.config import RunConfig
+from mmlrepro.config import SCHEMA_VERSION, RunConfig
 from mmlrepro.data import synthetic
 from mmlrepro.files import atomic_write_json
 from mmlrepro.results import ResultsStore, StoreError, load_results
@@ -34,7 +34,7 @@ def test_second_call_returns_stored_result_without_training(tmp_path, monkeypatc
     for field in ("schema", "key", "data_fingerprint", "config", "history", "best", "last", "timings", "device",
                   "provenance"):
         assert field in record
-    assert record["data_fingerprint"] == FP and record["schema"] == 2 and record["per_user"] is True
+    assert record["data_fingerprint"] == FP and record["schema"] == SCHEMA_VERSION and record["per_user"] is True
     for field in ("torch", "mmlrepro", "git_commit", "time_utc"):
         assert record["provenance"][field]
     per_user = store.per_user(KEY)
@@ -96,7 +96,7 @@ def test_force_retrains_and_sets_the_old_record_aside(tmp_path):
 
 @pytest.mark.parametrize("content, why", [
     ("not json {", "does not parse"),
-    ('{"schema": 2}', "lacks"),
+    ('{"schema": 3}', "lacks"),
     ("[1, 2]", "not a JSON object"),
 ])
 def test_a_bad_store_file_is_reported_treated_as_missing_and_set_aside(tmp_path, content, why):

@@ -95,6 +95,12 @@ def _simplex_params(given: Mapping[str, Any]) -> dict[str, Any]:
     return {**hp, "gate": float(hp["gate"])}
 
 
+def identity_key(identity: Mapping[str, Any]) -> str:
+    """16 hex digits of the SHA-256 of ``identity``'s canonical JSON (a run's key)."""
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _effective_simplex_params(hp: Mapping[str, Any]) -> dict[str, Any]:
     """SimpleX's parameters minus those that change nothing the run computes (schema 3).
 
@@ -268,8 +274,7 @@ class RunConfig:
 
     def key(self, data_fingerprint: str) -> str:
         """16 hex digits of the SHA-256 of :meth:`identity`'s canonical JSON."""
-        text = json.dumps(self.identity(data_fingerprint), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return identity_key(self.identity(data_fingerprint))
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)

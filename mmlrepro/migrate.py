@@ -29,14 +29,13 @@ as a duplicate go to ``set_aside/`` with it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmlrepro.config import SCHEMA_VERSION, RunConfig
+from mmlrepro.config import SCHEMA_VERSION, RunConfig, identity_key
 from mmlrepro.data import KNOWN_FINGERPRINTS
 from mmlrepro.files import atomic_write_json
 from mmlrepro.results import ResultsStore, check_record
@@ -62,8 +61,7 @@ def v2_key(config: RunConfig, data_fingerprint: str) -> str:
     identity = {**config.identity(data_fingerprint), "schema": 2}
     if config.model == "simplex":
         identity["model_params"] = config.model_hp
-    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return identity_key(identity)
 
 
 def v1_to_v2(record: dict[str, Any]) -> dict[str, Any]:
@@ -201,11 +199,11 @@ def migrate_store(results_dir: str | Path | None = None, dry_run: bool = False) 
             prov["derived_from"] = old_to_new.get(prov["derived_from"], prov["derived_from"])
         if path.stem == key:
             continue
+        atomic_write_json(record, store.path(key))
         old_per_user, new_per_user = store.per_user_path(path.stem), store.per_user_path(key)
         _move(new_per_user, store.root / "set_aside")        # a stray file: never the new run's
         if old_per_user.exists():
             old_per_user.replace(new_per_user)
-        atomic_write_json(record, store.path(key))
         path.unlink()
         report.migrated += 1
     kept = {p for p, _ in new.values()}

@@ -181,12 +181,18 @@ def test_ray_tasks_store_the_same_runs_bit_for_bit(reference, tmp_path, monkeypa
     assert _records(tmp_path / "store") == reference
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C's default disposition in the child: a shell without job control starts background
+    commands (``make test &``) with SIGINT ignored, and Python keeps an inherited SIG_IGN."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _reproduce(store: Path, ckpt: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MMLREPRO_CHECKPOINT_DIR": str(ckpt), "TQDM_DISABLE": "1"}
     return subprocess.Popen([sys.executable, "-m", "mmlrepro", "reproduce", "table3", "--profile", "smoke",
                              "--datasets", "gowalla", "--no-compare", "--results-dir", str(store), *extra],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_as_in_a_terminal)
 
 
 @pytest.mark.real_data

@@ -13,19 +13,24 @@
 #   3. paper-profile runs in plan order (issues 6, 19) into the tree's results/ store with
 #      `reproduce --jobs K`, K the probe's best (else JOBS, default 4 on a GPU, 1 on the CPU),
 #      until the budget is spent (`--max-minutes`, then a hard `timeout --signal=INT`: the runs
-#      in flight stop as on Ctrl-C, keeping their checkpoints);
-#   4. $OUT/results.tgz: the store files (runs/*.json, per_user/*.npz) this call wrote;
+#      in flight stop as on Ctrl-C, keeping their checkpoints); unless REFRESH_PER_USER=0, with
+#      `--refresh-per-user`: the stored runs of the plan without per-user values (trained before
+#      issue 16) are trained again, so their claims get significance tests (the old records go
+#      to results/set_aside/, which the archive carries);
+#   4. $OUT/results.tgz: the store files (runs/*.json, per_user/*.npz, set_aside/*) this call wrote;
 #      $OUT/checkpoints/<key>.pt: the checkpoints of the runs cut by the budget, which the next
 #      lent GPU resumes (copy them to .carry/checkpoints/); $OUT/gpu_session.txt: the log;
 #      $OUT/slice_store.tgz: the scratch store of the slice.
-#      Unpack here with `tar xzf results.tgz` at the project root, then `mmlrepro report`.
+#      Unpack here with `tar xzf results.tgz` at the project root, then `mmlrepro report` (a
+#      refreshed run's new record replaces the stored one, whose copy comes in set_aside/).
 #
 #   git rev-parse HEAD > .carry/COMMIT       (the lent copy of the tree has no .git)
 #   bash benchmarks/gpu_session.sh           (data copied to .carry/data and carried: DEVELOPERS.md)
 #
 # Settings (environment): BUDGET_S (default 540), DEVICE (cuda), PROFILE (paper), SKIP_BENCH=1
 # to go straight to the runs, JOBS (runs at a time; default: the probe's best), RUN_GROUPS (the
-# plan's groups), SEEDS (3), SLICE_EPOCHS (2), MMLREPRO_COMMIT (default: .carry/COMMIT, else git).
+# plan's groups), SEEDS (3), SLICE_EPOCHS (2), REFRESH_PER_USER (1), MMLREPRO_COMMIT (default:
+# .carry/COMMIT, else git).
 # `DEVICE=cpu PROFILE=smoke SKIP_BENCH=1 BUDGET_S=120 OUT=out bash benchmarks/gpu_session.sh`
 # tries the plumbing on any machine.
 set -u
@@ -50,6 +55,8 @@ if [[ -d .carry/checkpoints ]]; then cp -n .carry/checkpoints/*.pt "$MMLREPRO_CH
 scratch="$(mktemp -d)"
 marker="$scratch/started"
 touch "$marker"
+# a set-aside file keeps its old mtime when moved, so the new ones are told by a listing
+ls results/set_aside 2>/dev/null | sort > "$scratch/set_aside_before"
 start=$SECONDS
 left() { echo $(( budget - (SECONDS - start) )); }
 # step SECONDS NAME COMMAND...: run COMMAND under a timeout of SECONDS (or what is left, less the
@@ -93,14 +100,18 @@ step() {
   # one process: --device; K workers: every visible GPU (the default of --devices), or the CPU
   where=(--device "$device")
   if (( jobs > 1 )); then if [[ "$device" == cuda ]]; then where=(); else where=(--devices "$device"); fi; fi
+  refresh=()
+  [[ "${REFRESH_PER_USER:-1}" != 0 ]] && refresh=(--refresh-per-user)
   minutes=$(( ($(left) - reserve - 30) / 60 ))
   (( minutes < 0 )) && minutes=0  # 0: one round of runs, then stop
   # shellcheck disable=SC2086  # the groups are words
-  step 600 "reproduce $groups [$profile], $seeds seeds, --jobs $jobs, --max-minutes $minutes" \
+  step 600 "reproduce $groups [$profile], $seeds seeds, --jobs $jobs, --max-minutes $minutes ${refresh[*]:-}" \
     python -m mmlrepro reproduce $groups --profile "$profile" --seeds "$seeds" \
-    --jobs "$jobs" ${where[@]+"${where[@]}"} --max-minutes "$minutes" --no-compare
+    --jobs "$jobs" ${where[@]+"${where[@]}"} ${refresh[@]+"${refresh[@]}"} --max-minutes "$minutes" --no-compare
   new=$(find results/runs results/per_user -type f \( -name '*.json' -o -name '*.npz' \) -newer "$marker" 2>/dev/null | sort)
-  echo "== $(echo "$new" | grep -c '\.json$') new store files -> $out/results.tgz"
+  aside=$(ls results/set_aside 2>/dev/null | sort | comm -13 "$scratch/set_aside_before" - | sed 's|^|results/set_aside/|')
+  new=$(printf '%s\n%s\n' "$new" "$aside" | grep . || true)
+  echo "== $(echo "$new" | grep -c '^results/runs/.*\.json$') new store files -> $out/results.tgz"
   # shellcheck disable=SC2086
   if [[ -n "$new" ]]; then tar czf "$out/results.tgz" $new; fi
   cut=$(find "$MMLREPRO_CHECKPOINT_DIR" -maxdepth 1 -name '*.pt' 2>/dev/null | sort)

@@ -376,3 +376,40 @@ def test_a_claim_that_fails_shows_its_worst_part(tmp_path):
     row = cmp.compare("table3", "paper", tmp_path)["claims"].set_index("claim").loc[
         "Table 3: gowalla recall@20: MML beats BPR, hinge, softmax CE, MSE and CCL"]
     assert row["verdict"] == "does not hold" and row["gain_pct"] == pytest.approx(100 * (1 / 1.10 - 1))
+
+
+def test_stopping_rules_are_read_off_the_es_n_histories_and_scored_against_the_paper(tmp_path):
+    import json
+
+    # recall rises by 2e-4 an epoch up to epoch 16, then by 1e-5: SPEC §6's min_delta (1e-6) never
+    # stops it in 40 epochs, min_delta 1e-4 stops it after 16 + 3 = 19 epochs, the paper's MF stop
+    def history(scale):
+        recall = [0.05 + 2e-4 * min(e, 16) + 1e-5 * max(e - 16, 0) for e in range(1, 41)]
+        return [{"epoch": e, "loss": 0.5, "recall@20": r * scale, "ndcg@20": 0.8 * r * scale,
+                 "recall@50": 2 * r, "ndcg@50": r} for e, r in enumerate(recall, 1)]
+
+    for loss, scale in (("ccl", 1.0), ("mml", 1.1)):
+        config = cat.paper_config("yelp2018", "mf", loss)
+        fake_run(tmp_path, config, 0.06, 0.05)
+        path = tmp_path / "runs" / f"{cat.catalogue_key(config)}.json"
+        record = json.loads(path.read_text())
+        record["history"] = history(scale)
+        atomic_write_json(record, path)
+    rules = cmp.stopping_rules("paper", tmp_path)
+    assert len(rules) == len(cmp.STOPPING_RULES) and {"mf ccl yelp2018", "mf mml yelp2018"} <= set(rules.columns)
+    spec = rules[rules["spec"]].iloc[0]
+    assert spec["mf ccl yelp2018"] == 40 and spec["mean_abs_epoch_gap"] == 21
+    by_rule = rules.set_index(["monitor", "patience", "min_delta"])
+    assert by_rule.loc[(cmp.OWN_MONITOR, 3, 1e-4), "mf mml yelp2018"] == 19
+    assert by_rule.loc[(cmp.OWN_MONITOR, 3, 1e-3), "mf ccl yelp2018"] == 4     # 3 epochs gain 6e-4 < 1e-3
+    best = rules.iloc[0]
+    assert best["mean_abs_epoch_gap"] == 0 and best["cells_within_2"] == 2
+    rep = cmp.reported_frame("table2").set_index(["model", "loss", "early_stop", "dataset", "metric"])["reported"]
+    chosen = history(1.1)[15]          # epoch 16, the last that beats the best before it by more than 1e-4
+    assert by_rule.loc[(cmp.OWN_MONITOR, 3, 1e-4), "max_abs_rel_diff"] == pytest.approx(max(
+        abs(h[m] / rep[("mf", loss, "Y", "yelp2018", m)] - 1)
+        for loss, h in (("ccl", history(1.0)[15]), ("mml", chosen)) for m in cmp.METRICS))
+    report = render_report(tmp_path, tmp_path / "figures", tmp_path)
+    assert "Which early-stopping rule gives the paper's stop epochs?" in report
+    assert "SPEC §6's rule (monitor run's own, patience 3, min_delta 1e-06) stops 21.0 epochs" in report
+    assert cmp.stopping_rules("paper", tmp_path / "empty").empty

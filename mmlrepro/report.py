@@ -229,6 +229,32 @@ def _section(title: str, group: str, profile: str, results_dir: Any, cell_cols: 
     return lines
 
 
+def _cell_name(row: pd.Series) -> str:
+    """``MF + CCL, ES = Y, yelp2018 recall@20`` (Table 2) or ``hinge, gowalla ndcg@20`` (Table 3)."""
+    loss = ex.LOSS_NAMES.get(row["loss"], row["loss"])
+    what = f"{ex.MODEL_NAMES[row['model']]} + {loss}, ES = {row['early_stop']}" if "model" in row else loss
+    return f"{what}, {row['dataset']} {row['metric']}"
+
+
+def _at_a_glance(results_dir: Any) -> list[str]:
+    """MML Tables 2 and 3 with the paper profile in a few lines: cells with a run, within ±5%, the
+    largest difference, and the claims' verdicts."""
+    lines = []
+    for group, title in (("table2", "MML Table 2"), ("table3", "MML Table 3")):
+        res = ex.compare(group, "paper", results_dir)
+        table, claims = res["table"], res["claims"]
+        done = table[table["within_5pct"] != "missing"]
+        line = f"- **{title}**: {len(done)} of {len(table)} numbers have a paper-profile run"
+        if len(done):
+            worst = done.loc[done["rel_diff"].abs().idxmax()]
+            line += (f", {int((done['within_5pct'] == 'yes').sum())} of them within ±5% of the paper "
+                     f"(largest difference {worst['rel_diff']:+.1%}: {_cell_name(worst)})")
+        verdicts = claims["verdict"].value_counts()
+        line += "; claims: " + ", ".join(f"{n} {v}" for v, n in verdicts.items()) + ".\n"
+        lines.append(line)
+    return ["## At a glance (paper profile)\n", "\n".join(lines)]
+
+
 def _stopping_rules_section(results_dir: Any) -> list[str]:
     """Issue 18: the stop epoch and numbers of other early-stopping rules, read off the ES = N runs."""
     rules = ex.stopping_rules("paper", results_dir)
@@ -405,6 +431,8 @@ def render_report(results_dir: Any = None, figures_dir: str | Path = "figures",
                   "cuts the two share seed, batches and negatives, so \"Y\" trains exactly as \"N\" "
                   "until the stopping rule (SPEC §6: 3 epochs without an improvement > 1e-6) ends "
                   "it (`mmlrepro.train.early_stop_from_history`, tested against training it).\n"]
+    if "paper" in profiles:
+        lines += _at_a_glance(results_dir)
     lines += READING
     for profile in profiles:
         lines.append(f"## Profile: {profile}\n")

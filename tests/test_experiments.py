@@ -413,3 +413,17 @@ def test_stopping_rules_are_read_off_the_es_n_histories_and_scored_against_the_p
     assert "Which early-stopping rule gives the paper's stop epochs?" in report
     assert "SPEC §6's rule (monitor run's own, patience 3, min_delta 1e-06) stops 21.0 epochs" in report
     assert cmp.stopping_rules("paper", tmp_path / "empty").empty
+
+
+def test_the_report_opens_with_the_paper_tables_at_a_glance(tmp_path):
+    rep = cmp.reported_frame("table3").set_index(["loss", "dataset", "metric"])["reported"]
+    for metric_scale, loss in ((1.0, "mml"), (1.08, "ccl")):
+        fake_run(tmp_path, cat.paper_config("gowalla", "mf", loss), rep[(loss, "gowalla", "recall@20")] * metric_scale,
+                 rep[(loss, "gowalla", "ndcg@20")])
+    report = render_report(tmp_path, tmp_path / "figures", tmp_path)
+    glance = report.split("## At a glance (paper profile)\n", 1)[1].split("## Reading the numbers", 1)[0]
+    assert "**MML Table 3**: 4 of 28 numbers have a paper-profile run, 3 of them within ±5% of the paper " \
+           "(largest difference +8.0%: CCL, gowalla recall@20)" in glance
+    assert "**MML Table 2**: 4 of 32 numbers" in glance        # MF CCL and MML Gowalla "N" are Table 2 cells too
+    fake_run(tmp_path / "quick", cat.paper_config("gowalla", "mf", "mml", profile="quick"), 0.1, 0.08)
+    assert "At a glance" not in render_report(tmp_path / "quick", tmp_path / "figures", tmp_path)

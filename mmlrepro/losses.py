@@ -1,9 +1,9 @@
-"""Every loss of SPEC section 5, one registry.
+"""Every loss of SPEC §5, one registry.
 
 Notation: ``pos`` is s⁺, the score of each batch row's positive, shape ``[B]``; ``neg`` holds
 s⁻_j (j = 1..N), the scores of the row's sampled negatives, shape ``[B, N]``. Scores are cosine
 similarities, but training-time dropout on the normalised user vector lets them exceed 1
-(SPEC section 3), so nothing here assumes ``|s| <= 1``. Every loss is the mean of a per-row loss
+(SPEC §3), so nothing here assumes ``|s| <= 1``. Every loss is the mean of a per-row loss
 over the B rows and returns a scalar tensor.
 
 The plain functions (``mml``, ``ccl``, ...) are the formulas, with keyword-only
@@ -58,7 +58,7 @@ BSL_MODES = ("multi", "reweight")
 
 
 # --------------------------------------------------------------------------------------------
-# The losses (SPEC section 5). Plain functions: no hyperparameter checks, see get_loss.
+# The losses (SPEC §5). Plain functions: no hyperparameter checks, see get_loss.
 # --------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Tests of mmlrepro.losses (SPEC section 5), float64 throughout unless stated."""
+"""Tests of mmlrepro.losses (SPEC §5), float64 throughout unless stated."""
 
 import math
 

@@ -375,7 +375,7 @@ def run_costs(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
 
 def _missing(profile: str, results_dir: Any, runs: pd.DataFrame | None = None) -> list[str]:
     why = {"paper": "Why: the full `paper` profile is a GPU job (DEVELOPERS.md says how to run it "
-                    "on a lent GPU); on the 2-core CPU only a few of its runs fit a session. The "
+                    "on a GPU); on a 2-core CPU each run takes hours (`python -m mmlrepro.runtimes`). The "
                     "table is what the trained paper runs cost, from their stored timings; one "
                     "N = 800 epoch takes about 12 minutes on this CPU (benchmarks/RESULTS.md). An "
                     "early-stopped (ES = Y) Table 2 run needs no training once its ES = N twin is "

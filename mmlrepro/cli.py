@@ -131,6 +131,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from mmlrepro.verify import summary, verify
+
+    results = verify(args.keys, all_runs=args.all, groups=args.group or (), epochs=args.epochs,
+                     results_dir=args.results_dir, data_dir=args.data_dir, device=args.device)
+    print(summary(results))
+    return 1 if any(r.outcome == "differs" for r in results) else 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from mmlrepro.report import write_report
 
@@ -227,6 +236,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default=None, help="results store (default: results/)")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("verify", help="train the first epochs of stored runs again and compare them with "
+                                      "their stored histories")
+    p.add_argument("keys", nargs="*", metavar="KEY",
+                   help="run keys (or unique prefixes) of results/runs/ (default: the cheapest stored "
+                        "paper-profile run of each of Table 3, Table 2 and Figure 3)")
+    p.add_argument("--all", action="store_true",
+                   help="every trained paper-profile run (of --group, if given); runs read off an "
+                        "ES = N twin are covered by the twin")
+    p.add_argument("--group", action="append", metavar="GROUP",
+                   help="only runs of this catalogue group (table2, table3, figure3, ...; repeatable): "
+                        "its cheapest run, or all of them with --all")
+    p.add_argument("--epochs", type=int, default=1, help="epochs to train again and compare (default 1)")
+    p.add_argument("--device", default=None, help="auto (default: the stored config's), cpu, cuda")
+    p.add_argument("--results-dir", default=None, help="results store (default: results/)")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("migrate", help="bring the results store to the current schema (re-keys, loses no run)")
     p.add_argument("--results-dir", default=None, help="results store (default: results/)")

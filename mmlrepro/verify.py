@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -41,9 +42,15 @@ from mmlrepro.train import load_run_dataset, train
 
 # The largest relative difference |here − stored| / |stored| of a loss or Recall/NDCG@20 value
 # that counts as agreeing when the values are not identical. Evidence (docs/cpu_profiles.md,
-# "Verifying the store"): one epoch of paper runs trained on an Intel Xeon and an AMD EPYC, at
-# 1 and 2 threads, retrained on an AMD EPYC at 1 thread.
-TOLERANCE = 1e-4
+# "Verifying the store"): on the same CPU model the first epoch came back bit-identical at another
+# thread count; across models (Intel Xeon -> AMD EPYC) it differed by 5.3e-6 at most, while one
+# item entering or leaving one median user's top 20 moves an epoch-1 Recall@20 by about 2e-4
+# relative: 1e-3 admits a few such boundary swaps and nothing near the ±5 % of SPEC §10. The
+# differences grow with each epoch trained on another CPU model (1.4e-2 after 3 epochs), so the
+# tolerance is for one epoch there: see CROSS_MODEL_EPOCHS.
+TOLERANCE = 1e-3
+# Epochs that stay comparable when the run was trained on another CPU model or device.
+CROSS_MODEL_EPOCHS = 1
 COMPARED = ("loss", "recall@20", "ndcg@20")
 LOG_NAME = "verified.jsonl"
 # The paper's artefacts a plain `mmlrepro verify` picks one stored run of (the cheapest each).
@@ -212,6 +219,11 @@ def verify_run(record: Mapping[str, Any], epochs: int, source: Dataset, device: 
                         _stored_device(record, epochs), seconds, list(covers))
 
 
+def cpu_model(device: str) -> str:
+    """The device's name without its thread count: ``"AMD EPYC (2 threads)"`` -> ``"AMD EPYC"``."""
+    return re.sub(r" \(\d+ threads\)$", "", device)
+
+
 def _stored_device(record: Mapping[str, Any], epochs: int) -> str:
     """The device the stored run's first ``epochs`` epochs ran on."""
     names = dict.fromkeys(r.get("device", record["device"]) for r in record["history"][:epochs])
@@ -275,9 +287,15 @@ def verify(keys: Iterable[str] = (), *, all_runs: bool = False, groups: Iterable
         if twin := r.get("provenance", {}).get("derived_from"):
             derived.setdefault(twin, []).append(r["key"])
     eta = sum(_s_per_epoch(r) for r in chosen) * epochs / 60
+    here = device_name(resolve_device(device or "auto"))
     log(f"verifying {len(chosen)} stored run{'s' if len(chosen) > 1 else ''} for {epochs} epoch"
-        f"{'s' if epochs > 1 else ''} each (about {eta:.0f} min by their stored timings) on "
-        f"{device_name(resolve_device(device or 'auto'))}")
+        f"{'s' if epochs > 1 else ''} each (about {eta:.0f} min by their stored timings) on {here}")
+    elsewhere = [r["key"] for r in chosen if {cpu_model(d) for d in _stored_device(r, epochs).split("; ")}
+                 != {cpu_model(here)}]
+    if epochs > CROSS_MODEL_EPOCHS and elsewhere:
+        log(f"note: {len(elsewhere)} of these runs (e.g. {elsewhere[0]}) were trained on another device; "
+            f"rounding differences there grow with every epoch trained, so only the first "
+            f"{CROSS_MODEL_EPOCHS} epoch is comparable within the tolerance (docs/cpu_profiles.md)")
     done = []
     for i, record in enumerate(chosen, 1):
         result = verify_run(record, epochs, sources[record["config"]["dataset"]], device,

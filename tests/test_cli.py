@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,13 +62,49 @@ def test_bad_input_is_a_clear_error_before_compute(args, message, tmp_path, caps
     assert not (tmp_path / "runs").exists()  # nothing half-written
 
 
-def test_reproduce_default_profile_is_quick_without_gpu():
+def test_reproduce_trains_the_paper_profile_by_default_with_a_gpu_only():
     from mmlrepro.cli import default_profile
 
     profile, why = default_profile()
     import torch
 
-    assert profile == ("paper" if torch.cuda.is_available() else "quick") and why
+    assert profile == ("paper" if torch.cuda.is_available() else None) and why
+
+
+COMMITTED_STORE = Path(__file__).resolve().parent.parent / "results"
+
+
+def _no_gpu_no_training(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for target in ("mmlrepro.runner.run_missing", "mmlrepro.runner.train", "mmlrepro.train.train"):
+        monkeypatch.setattr(target, lambda *a, **k: pytest.fail("reproduce trained without --profile"))
+
+
+def test_reproduce_without_gpu_leads_with_the_stored_paper_runs_and_trains_nothing(tmp_path, capsys, monkeypatch):
+    """Issue 36: on a machine without a GPU, a plain `reproduce` (what `make reproduce` runs) shows
+    the paper-profile results of the committed store first, then the plan, and trains nothing."""
+    store = tmp_path / "results"
+    shutil.copytree(COMMITTED_STORE, store)
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
+    _no_gpu_no_training(monkeypatch)
+    assert main(["reproduce", "--results-dir", str(store)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("No CUDA GPU") and "nothing is trained" in out[0]
+    first = [i for i, line in enumerate(out) if line.startswith("- **MML Table")]
+    assert first and "have a paper-profile run" in out[first[0]] and "within ±5% of the paper" in out[first[0]]
+    plan = next(i for i, line in enumerate(out) if line.startswith("`--profile paper` would train"))
+    assert first[0] < plan and "hours by the stored timings" in out[plan]
+    assert any("The quick profile" in line and 'ARGS="--profile quick"' in line for line in out)
+    assert out[-1].startswith("Nothing was trained. To train the paper profile here")
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+
+
+def test_reproduce_without_gpu_refuses_training_options_without_a_profile(tmp_path, capsys, monkeypatch):
+    _no_gpu_no_training(monkeypatch)
+    assert main(["reproduce", "--jobs", "2", "--results-dir", str(tmp_path)]) == 2
+    assert "--jobs applies to training" in capsys.readouterr().err
 
 
 def test_parser_builds_without_side_effects():

@@ -176,3 +176,27 @@ def summary(curve: pd.DataFrame, budget: float = SHORT_BUDGET) -> dict[str, Any]
             "shortest_agreeing": shortest_agreeing(curve, budget),
             "first_keeping_all": int(keeps_all["epochs"].min()) if len(keeps_all) else None,
             "stable_from": stable}
+
+
+def quick_share(results_dir: str | Path | None = None) -> tuple[int, int]:
+    """How many of the orderings the full paper-profile runs keep the quick profile's runs
+    (its ``QUICK["epochs"]``, mean over its stored seeds) keep too, and of how many it has runs."""
+    from mmlrepro.catalogue import QUICK
+
+    paper = agreement("paper", [PAPER_EPOCHS], results_dir)
+    kept = set(paper[paper["agrees"]]["ordering"])
+    quick = agreement("quick", [QUICK["epochs"]], results_dir)
+    quick = quick[quick["ordering"].isin(kept)]
+    return int(quick["agrees"].sum()), len(quick)
+
+
+def save_figure(results_dir: str | Path | None = None, figures_dir: str | Path = "figures") -> list[Path]:
+    """Draw the paper profile's agreement curve (:func:`mmlrepro.plots.plot_truncated_agreement`)
+    and save it as ``<figures_dir>/truncated_agreement_paper.{png,pdf}``."""
+    from mmlrepro.plots import plot_truncated_agreement
+    from mmlrepro.plots import save_figure as save
+
+    curve = agreement_curve(agreement("paper", results_dir=results_dir))
+    kept, of = quick_share(results_dir)
+    fig = plot_truncated_agreement(curve, quick=kept / of if of else None, budget=SHORT_BUDGET * PAPER_EPOCHS)
+    return save(fig, "truncated_agreement", "paper", figures_dir)

@@ -179,3 +179,31 @@ def test_report_names_a_bad_store_instead_of_a_traceback(tmp_path, capsys):
 def test_migrate_command(tmp_path, capsys):
     assert main(["migrate", "--results-dir", str(tmp_path), "--dry-run"]) == 0
     assert "(dry run) 0 record(s) migrated" in capsys.readouterr().out
+
+
+def test_the_plan_is_estimated_from_the_stored_timings(tmp_path):
+    from mmlrepro.catalogue import paper_config
+    from mmlrepro.data import KNOWN_FINGERPRINTS
+    from mmlrepro.results import ResultsStore, RunResult
+    from mmlrepro.runner import estimate_minutes
+
+    def put(config, s_per_epoch, epochs=4):
+        history = [{"epoch": i, "recall@20": 0.1, "train_s": s_per_epoch - 1, "eval_s": 1.0} for i in range(1, epochs + 1)]
+        ResultsStore(tmp_path).put(RunResult(config, KNOWN_FINGERPRINTS[config.dataset], history, history[-1], history[-1],
+                                             {}, {"train_s": (s_per_epoch - 1) * epochs, "eval_s": float(epochs)}, "cpu"))
+
+    put(paper_config("yelp2018", "mf", "ccl", n_negatives=10), 20.0)
+    put(paper_config("yelp2018", "mf", "ccl"), 50.0)
+    put(paper_config("yelp2018", "mf", "mml"), 60.0)
+    plan = [paper_config("yelp2018", "mf", "ccl", n_negatives=10, seed=2020),    # same cell: 20 s an epoch
+            paper_config("yelp2018", "mf", "mml", n_negatives=400),               # a line in N through the three
+            paper_config("yelp2018", "mf", "ccl", selection="early_stop"),        # read off its stored twin
+            paper_config("gowalla", "mf", "mml", seed=2020),
+            paper_config("gowalla", "mf", "mml", seed=2020, selection="early_stop"),  # its twin is planned
+            paper_config("yelp2018", "mf", "mml", selection="early_stop", lr_reduce=True)]
+    got = estimate_minutes(plan, tmp_path)
+    assert got[0] == pytest.approx(20.0 * 100 / 60)
+    slope = (55.0 - 20.0) / 90                                  # least squares through (10, 20), (100, 50), (100, 60)
+    assert got[1] == pytest.approx((20.0 + slope * 390) * 100 / 60)
+    assert got[2:5] == [0.0, None, 0.0]
+    assert got[5] == pytest.approx(60.0 * 100 / 60)             # lr cuts: trained, like the stored MML cell

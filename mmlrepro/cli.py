@@ -185,6 +185,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 print(line)
             return 0
         print(f"profile: {profile} ({why}); choose with --profile paper|quick")
+    if profile == "quick":
+        from mmlrepro.agreement import quick_share
+
+        kept, of = quick_share(args.results_dir)
+        if of:
+            print(f"note: the stored quick-profile runs keep {kept} of the {of} orderings of the paper that the "
+                  "stored paper-profile runs keep (docs/cpu_profiles.md); its numbers say little about the paper's")
     workers = Workers(jobs=args.jobs, executor=args.executor,
                       devices=tuple(args.devices) if args.devices else None,
                       threads_per_job=args.threads_per_job, address=args.address,

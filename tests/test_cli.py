@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from mmlrepro.cli import build_parser, main
 
 
-@pytest.mark.parametrize("command", ["datasets", "train", "reproduce", "report", "notebooks"])
+@pytest.mark.parametrize("command", ["datasets", "train", "reproduce", "report", "notebooks", "verify"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
@@ -99,6 +100,15 @@ def test_reproduce_without_gpu_leads_with_the_stored_paper_runs_and_trains_nothi
     assert any("The quick profile" in line and 'ARGS="--profile quick"' in line for line in out)
     assert out[-1].startswith("Nothing was trained. To train the paper profile here")
     assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+
+
+def test_the_quick_profile_says_how_many_paper_orderings_it_keeps(tmp_path, capsys, monkeypatch):
+    store = tmp_path / "results"
+    shutil.copytree(COMMITTED_STORE / "runs", store / "runs")
+    monkeypatch.setattr("mmlrepro.runner.run_missing", lambda *a, **k: [])
+    assert main(["reproduce", "table3", "--profile", "quick", "--no-compare", "--results-dir", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"note: the stored quick-profile runs keep \d+ of the \d+ orderings of the paper", out)
 
 
 def test_reproduce_without_gpu_refuses_training_options_without_a_profile(tmp_path, capsys, monkeypatch):

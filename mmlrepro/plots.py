@@ -14,6 +14,7 @@ Figures:
 - generic result figures for the table notebooks: :func:`plot_metric_vs_negatives` (MML
   Figure 3), :func:`plot_reproduced_vs_reported`, :func:`plot_heatmap` (InfoNCE+ λ × ε),
   :func:`plot_learning_curves`, :func:`plot_gap_vs_noise`;
+- the paper's orderings kept by a truncated paper protocol (issue 36): :func:`plot_truncated_agreement`;
 - notebook 01's interactive explorer: :class:`MarginExplorer` (ipywidgets).
 
 Conventions shared by every figure:

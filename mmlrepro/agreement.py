@@ -136,7 +136,7 @@ def agreement_curve(frame: pd.DataFrame, full: int | None = None) -> pd.DataFram
     if frame.empty:
         return pd.DataFrame(columns=["epochs", "orderings", "agree", "full_agree", "agree_of_full"])
     full = int(frame["epochs"].max()) if full is None else full
-    kept = set(frame[(frame["epochs"] == full) & frame["agrees"]]["ordering"])
+    kept = set(frame.loc[(frame["epochs"] == full) & frame["agrees"].astype(bool), "ordering"])
     rows = []
     for e, sub in frame.groupby("epochs"):
         row = {"epochs": int(e), "orderings": len(sub), "agree": int(sub["agrees"].sum()),
@@ -184,9 +184,9 @@ def quick_share(results_dir: str | Path | None = None) -> tuple[int, int]:
     from mmlrepro.catalogue import QUICK
 
     paper = agreement("paper", [PAPER_EPOCHS], results_dir)
-    kept = set(paper[paper["agrees"]]["ordering"])
+    kept = set(paper.loc[paper["agrees"].astype(bool), "ordering"])
     quick = agreement("quick", [QUICK["epochs"]], results_dir)
-    quick = quick[quick["ordering"].isin(kept)]
+    quick = quick.loc[quick["ordering"].isin(kept)]
     return int(quick["agrees"].sum()), len(quick)
 
 

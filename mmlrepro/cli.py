@@ -116,7 +116,7 @@ def store_overview(groups: list[str], n_seeds: int, results_dir: str | None = No
     the paper-profile results the store holds (the report's "at a glance"), the orderings of the
     paper its runs keep and those the quick profile keeps, what ``--profile paper`` would train
     for ``groups`` and how long that would take by the stored timings, and how to start."""
-    from mmlrepro.agreement import PAPER_EPOCHS, agreement
+    from mmlrepro.agreement import PAPER_EPOCHS, agreement, quick_share
     from mmlrepro.catalogue import DATASETS, QUICK
     from mmlrepro.linear import linear_grid
     from mmlrepro.report import _at_a_glance
@@ -128,19 +128,23 @@ def store_overview(groups: list[str], n_seeds: int, results_dir: str | None = No
     lines = [f"What the store ({store.root}) holds at the paper profile (SPEC §8: full data, 100 epochs):", ""]
     lines += [line.rstrip() for line in _at_a_glance(results_dir)[1].split("\n") if line.strip()]
     paper = agreement("paper", [PAPER_EPOCHS], results_dir)
-    kept = set(paper[paper["agrees"]]["ordering"])
-    quick = agreement("quick", [QUICK["epochs"]], results_dir)
-    quick_kept = int(quick[quick["ordering"].isin(kept)]["agrees"].sum())
+    kept = int(paper["agrees"].sum())
+    seeds = sorted({r["config"]["seed"] for r in store.records() if r["config"]["profile"] == "paper"})
+    runs = (f"one run (seed {seeds[0]})" if len(seeds) == 1
+            else f"the mean of its stored runs (the store holds seeds {', '.join(map(str, seeds))})")
+    quick_kept, quick_of = quick_share(results_dir)
+    of_those = f"those {kept}" if quick_of == kept else f"the {quick_of} of them it has runs for"
     lines += ["", f"Of the paper's orderings with paper-profile runs (Table 3's pairwise orders, Table 2's MML vs "
-              f"CCL, Figure 3's signs), the stored runs keep {len(kept)} of {len(paper)}. Each number is one run "
-              "(seed 2019) of the paper's protocol, selected on the test split as the paper's were: it says "
-              "whether the paper's numbers and orders come out of that protocol; it cannot say how much another "
-              "seed moves them, nor what selecting on validation or other code and hardware would give. "
+              f"CCL, Figure 3's signs), the stored runs keep {kept} of {len(paper)}. Each number is {runs} of the "
+              "paper's protocol, selected on the test split as the paper's were: it says whether the paper's "
+              "numbers and orders come out of that protocol; it cannot say "
+              + ("how much another seed moves them" if len(seeds) == 1 else "more than its seeds' spread shows")
+              + ", nor what selecting on validation or other code and hardware would give. "
               "Full tables, claims and tests: REPRODUCTION.md (`mmlrepro report`).",
               "", "Check the stored runs on this machine in minutes: `mmlrepro verify` trains the first epoch of "
               "the cheapest stored run of Table 3, Table 2 and Figure 3 again and compares it with the stored one.",
               "", f"The quick profile ({QUICK['user_subsample']:,} users, {QUICK['epochs']} epochs, lr "
-              f"{QUICK['lr']:g}) trains in minutes but keeps only {quick_kept} of those {len(kept)} orderings "
+              f"{QUICK['lr']:g}) trains in minutes but keeps only {quick_kept} of {of_those} orderings "
               f"(docs/cpu_profiles.md), so its numbers say little about the paper's; it runs only when asked: "
               '`make reproduce ARGS="--profile quick"`.', ""]
     trained = [g for g in groups if g != "linear"]

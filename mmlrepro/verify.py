@@ -6,9 +6,10 @@ Training is seeded (SPEC §6): a run draws its initial weights, batch orders and
 the history so far; ``epochs`` only ends the loop). So the stored run's config with
 ``epochs = E`` trains exactly the first E epochs of its stored history. :func:`verify_run`
 trains that (in memory: checkpoints go to a temporary folder and are never written, the store's
-runs are never touched) and compares each epoch's training loss and test Recall/NDCG@20 with the
-stored history: **identical** (every value equal to the last bit), **within tolerance** (every
-value within :data:`TOLERANCE`, relative), or **differs** (both values shown).
+runs are never touched) and compares each epoch's training loss and Recall/NDCG@20 (test;
+validation for an honest run) with the stored history: **identical** (every value equal to the
+last bit), **within tolerance** (every value within :data:`TOLERANCE`, relative), or
+**differs** (both values shown).
 
 Each verification is appended to ``<store>/verified.jsonl`` (:data:`LOG_NAME`: key, epochs,
 outcome, largest relative difference, the device with its CPU model and thread count, date,

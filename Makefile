@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine (README):
-#   make reproduce   set up, then run the reproduction (paper profile with a CUDA GPU, quick without)
+#   make reproduce   set up, then run the reproduction (paper profile with a CUDA GPU; without one
+#                    it shows the store and the plan and trains nothing unless ARGS gives --profile)
 #   make test        set up, then lint and run the whole test suite (notebooks included)
 PYTHON ?= python3
 VENV   ?= .venv

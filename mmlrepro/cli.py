@@ -95,13 +95,78 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_profile() -> tuple[str, str]:
-    """``paper`` with a CUDA GPU, ``quick`` otherwise, and why."""
+def default_profile() -> tuple[str | None, str]:
+    """``paper`` with a CUDA GPU; None without one (``reproduce`` then trains nothing unless a
+    profile is given), and why."""
     import torch
 
     if torch.cuda.is_available():
         return "paper", f"a CUDA GPU is present ({torch.cuda.get_device_name(0)})"
-    return "quick", "no CUDA GPU: the paper profile would take days on a CPU"
+    return None, "no CUDA GPU: a paper-profile run takes 1-2 hours on a CPU"
+
+
+# reproduce's options that only apply when it trains
+_TRAINING_OPTIONS = ("device", "max_minutes", "refresh_per_user", "jobs", "devices", "threads_per_job",
+                     "address", "cpus_per_run", "gpus_per_run", "no_compare", "data_dir")
+
+
+def store_overview(groups: list[str], n_seeds: int, results_dir: str | None = None,
+                   datasets: list[str] | None = None) -> list[str]:
+    """What ``reproduce`` prints without a GPU and without a profile, training nothing (issue 36):
+    the paper-profile results the store holds (the report's "at a glance"), the orderings of the
+    paper its runs keep and those the quick profile keeps, what ``--profile paper`` would train
+    for ``groups`` and how long that would take by the stored timings, and how to start."""
+    from mmlrepro.agreement import PAPER_EPOCHS, agreement, quick_share
+    from mmlrepro.catalogue import DATASETS, QUICK
+    from mmlrepro.linear import linear_grid
+    from mmlrepro.report import _at_a_glance
+    from mmlrepro.results import ResultsStore
+    from mmlrepro.runner import estimate_minutes, missing_runs
+
+    datasets = list(datasets or DATASETS)
+    store = ResultsStore(results_dir, log=None)
+    lines = [f"What the store ({store.root}) holds at the paper profile (SPEC §8: full data, 100 epochs):", ""]
+    lines += [line.rstrip() for line in _at_a_glance(results_dir)[1].split("\n") if line.strip()]
+    paper = agreement("paper", [PAPER_EPOCHS], results_dir)
+    kept = int(paper["agrees"].sum())
+    seeds = sorted({r["config"]["seed"] for r in store.records() if r["config"]["profile"] == "paper"})
+    runs = (f"one run (seed {seeds[0]})" if len(seeds) == 1
+            else f"the mean of its stored runs (the store holds seeds {', '.join(map(str, seeds))})")
+    quick_kept, quick_of = quick_share(results_dir)
+    of_those = f"those {kept}" if quick_of == kept else f"the {quick_of} of them it has runs for"
+    lines += ["", f"Of the paper's orderings with paper-profile runs (Table 3's pairwise orders, Table 2's MML vs "
+              f"CCL, Figure 3's signs), the stored runs keep {kept} of {len(paper)}. Each number is {runs} of the "
+              "paper's protocol, selected on the test split as the paper's were: it says whether the paper's "
+              "numbers and orders come out of that protocol; it cannot say "
+              + ("how much another seed moves them" if len(seeds) == 1 else "more than its seeds' spread shows")
+              + ", nor what selecting on validation or other code and hardware would give. "
+              "Full tables, claims and tests: REPRODUCTION.md (`mmlrepro report`).",
+              "", "Check the stored runs on this machine in minutes: `mmlrepro verify` trains the first epoch of "
+              "the cheapest stored run of Table 3, Table 2 and Figure 3 again and compares it with the stored one.",
+              "", f"The quick profile ({QUICK['user_subsample']:,} users, {QUICK['epochs']} epochs, lr "
+              f"{QUICK['lr']:g}) trains in minutes but keeps only {quick_kept} of {of_those} orderings "
+              f"(docs/cpu_profiles.md), so its numbers say little about the paper's; it runs only when asked: "
+              '`make reproduce ARGS="--profile quick"`.', ""]
+    trained = [g for g in groups if g != "linear"]
+    todo = missing_runs(trained, "paper", n_seeds, results_dir, datasets) if trained else []
+    minutes = estimate_minutes(todo, results_dir)
+    known = [m for m in minutes if m is not None]
+    lines.append(f"`--profile paper` would train {len(todo)} runs the store lacks for {', '.join(trained) or 'no group'} "
+                 f"({n_seeds} seed{'s' if n_seeds > 1 else ''}): about {sum(known) / 60:.0f} hours by the stored "
+                 f"timings of the paper runs (on the CPUs and thread counts their records name)"
+                 + (f", plus {len(minutes) - len(known)} runs of unknown cost" if len(known) < len(minutes) else "")
+                 + (":" if todo else "."))
+    for group in dict.fromkeys(c.group for c in todo):
+        part = [(c, m) for c, m in zip(todo, minutes, strict=True) if c.group == group]
+        hours = sum(m for _, m in part if m is not None) / 60
+        lines.append(f"- {group}: {len(part)} runs, about {hours:.1f} h")
+    if "linear" in groups:
+        done = {p.stem for p in (store.root / "linear").glob("*.json")}
+        fits = [c for c in linear_grid("paper", tuple(datasets)) if c.key() not in done]
+        lines.append(f"- linear (EASE / iALS): {len(fits)} fits the store lacks")
+    lines += ["", "Nothing was trained. To train the paper profile here: `make reproduce ARGS=\"--profile paper\"` "
+              "(on a lent GPU: DEVELOPERS.md)."]
+    return lines
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -110,10 +175,27 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from mmlrepro.runner import run_missing
 
     profile = args.profile
+    groups = args.groups or list(DEFAULT_GROUPS)
     if profile is None:
         profile, why = default_profile()
+        if profile is None:
+            given = [name for name in _TRAINING_OPTIONS if getattr(args, name) not in (None, False)]
+            given += ["executor"] if args.executor != "local" else []
+            if given:
+                raise ValueError(f"--{given[0].replace('_', '-')} applies to training, and without a GPU "
+                                 "reproduce trains only with --profile paper or --profile quick")
+            print(f"{why[:1].upper()}{why[1:]}, so nothing is trained without --profile.\n")
+            for line in store_overview(groups, args.seeds, args.results_dir, args.datasets):
+                print(line)
+            return 0
         print(f"profile: {profile} ({why}); choose with --profile paper|quick")
-    groups = args.groups or list(DEFAULT_GROUPS)
+    if profile == "quick":
+        from mmlrepro.agreement import quick_share
+
+        kept, of = quick_share(args.results_dir)
+        if of:
+            print(f"note: the stored quick-profile runs keep {kept} of the {of} orderings of the paper that the "
+                  "stored paper-profile runs keep (docs/cpu_profiles.md); its numbers say little about the paper's")
     workers = Workers(jobs=args.jobs, executor=args.executor,
                       devices=tuple(args.devices) if args.devices else None,
                       threads_per_job=args.threads_per_job, address=args.address,
@@ -129,6 +211,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         if not tables["claims"].empty:
             print(claims_display(tables["claims"]).to_string(index=False))
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from mmlrepro.verify import summary, verify
+
+    results = verify(args.keys, all_runs=args.all, groups=args.group or (), epochs=args.epochs,
+                     results_dir=args.results_dir, data_dir=args.data_dir, device=args.device)
+    print(summary(results))
+    return 1 if any(r.outcome == "differs" for r in results) else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -195,10 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("reproduce", help="run what the store lacks for GROUPs, then print the comparisons")
+    p = sub.add_parser("reproduce", help="run what the store lacks for GROUPs, then print the comparisons (without a "
+                                         "GPU and --profile: show the store and the plan, train nothing)")
     p.add_argument("groups", nargs="*", metavar="GROUP", help=f"default: {' '.join(DEFAULT_GROUPS)}")
     p.add_argument("--profile", choices=["paper", "quick", "smoke"], default=None,
-                   help="paper (SPEC §8) or quick (CPU minutes); default: paper with a GPU, else quick")
+                   help="paper (SPEC §8) or quick (CPU minutes); default: paper with a GPU; without one, "
+                        "show what the store holds and what the paper profile would train, and train nothing")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (2019, 2020, ...)")
     p.add_argument("--datasets", nargs="+", default=["yelp2018", "gowalla"])
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda")
@@ -227,6 +320,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default=None, help="results store (default: results/)")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("verify", help="train the first epochs of stored runs again and compare them with "
+                                      "their stored histories")
+    p.add_argument("keys", nargs="*", metavar="KEY",
+                   help="run keys (or unique prefixes) of results/runs/ (default: the cheapest stored "
+                        "paper-profile run of each of Table 3, Table 2 and Figure 3)")
+    p.add_argument("--all", action="store_true",
+                   help="every trained paper-profile run (of --group, if given); runs read off an "
+                        "ES = N twin are covered by the twin")
+    p.add_argument("--group", action="append", metavar="GROUP",
+                   help="only runs of this catalogue group (table2, table3, figure3, ...; repeatable): "
+                        "its cheapest run, or all of them with --all")
+    p.add_argument("--epochs", type=int, default=1, help="epochs to train again and compare (default 1)")
+    p.add_argument("--device", default=None, help="auto (default: the stored config's), cpu, cuda")
+    p.add_argument("--results-dir", default=None, help="results store (default: results/)")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("migrate", help="bring the results store to the current schema (re-keys, loses no run)")
     p.add_argument("--results-dir", default=None, help="results store (default: results/)")

@@ -14,6 +14,7 @@ Figures:
 - generic result figures for the table notebooks: :func:`plot_metric_vs_negatives` (MML
   Figure 3), :func:`plot_reproduced_vs_reported`, :func:`plot_heatmap` (InfoNCE+ λ × ε),
   :func:`plot_learning_curves`, :func:`plot_gap_vs_noise`;
+- the paper's orderings kept by a truncated paper protocol (issue 36): :func:`plot_truncated_agreement`;
 - notebook 01's interactive explorer: :class:`MarginExplorer` (ipywidgets).
 
 Conventions shared by every figure:
@@ -811,3 +812,41 @@ def mark_verdicts(claims: pd.DataFrame) -> pd.DataFrame:
     if claims.empty or "verdict" not in claims:
         return claims
     return claims.assign(verdict=claims["verdict"].map(mark))
+
+
+# ---------------------------------------------------------------------------------------------
+# The truncated paper protocol (issue 36)
+
+
+@_styled
+def plot_truncated_agreement(curve: pd.DataFrame, quick: float | None = None,
+                             budget: float | None = None) -> Figure:
+    """The share of the paper's orderings kept by the paper protocol stopped after E epochs
+    (:func:`mmlrepro.agreement.agreement_curve`): all orderings with runs, those the full runs
+    keep, and each artefact's; ``budget`` (E) shades the epochs a short profile may take and
+    ``quick`` draws the quick profile's share of the full runs' orderings as a dashed line."""
+    _require(curve, ["epochs", "orderings", "agree", "full_agree", "agree_of_full"], "plot_truncated_agreement")
+    fig = _new_figure(7.0, 5.0)
+    ax = fig.subplots()
+    e = curve["epochs"]
+    ax.plot(e, curve["agree_of_full"] / curve["full_agree"], lw=2.2, color="black",
+            label=f"the {int(curve['full_agree'].iloc[0])} orderings the full runs keep")
+    ax.plot(e, curve["agree"] / curve["orderings"], lw=1.2, color="0.5",
+            label=f"all {int(curve['orderings'].iloc[0])} orderings with runs")
+    for i, artefact in enumerate(c[len("agree_"):] for c in curve.columns
+                                 if c.startswith("agree_") and c != "agree_of_full"):
+        ax.plot(e, curve[f"agree_{artefact}"] / curve[f"orderings_{artefact}"], lw=1.4,
+                ls=(0, (1 + 2 * i, 2 + i)), color=_PALETTE[i], label=f"{artefact} ({int(curve[f'orderings_{artefact}'].iloc[0])})")
+    if budget is not None:
+        ax.axvspan(0.5, budget + 0.5, color="0.9", zorder=0, label=f"E ≤ {budget:g} (a short profile's budget)")
+    if quick is not None:
+        ax.axhline(quick, ls="--", color=_PALETTE[3], lw=1.2,
+                   label=f"quick profile, of the full runs' orderings: {quick:.0%}")
+    ax.set_xlim(0.5, float(e.max()) + 0.5)
+    ax.set_ylim(min(0.45, (quick or 1.0) - 0.05), 1.02)
+    ax.yaxis.set_major_formatter(mpl.ticker.PercentFormatter(1.0))
+    ax.set_xlabel("epochs E (the paper protocol stopped after E, selected by its own rule)")
+    ax.set_ylabel("orderings of the paper kept")
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8)
+    _suptitle(fig, "Paper orderings kept when the paper protocol stops after E epochs", "paper")
+    return fig

@@ -377,3 +377,61 @@ def _fit_linear(todo: list[Any], data_dir: str | None, record: Callable[[Any, di
     for config in todo:
         if config.method != "ease":
             record(config, run_linear(config, data_dir=data_dir))
+
+
+# --------------------------------------------------------------------------------------------
+# what a plan would cost (issue 36: `reproduce` without a GPU says it before training anything)
+
+
+def _per_epoch_seconds(records: list[dict[str, Any]], profile: str) -> dict[tuple, list[tuple[int, float]]]:
+    """Seconds per epoch (training + evaluation) of the trained runs of ``profile``, by
+    (dataset, model, loss, N) and by (dataset, model) with their N."""
+    out: dict[tuple, list[tuple[int, float]]] = {}
+    for r in records:
+        config = r["config"]
+        if config["profile"] != profile or r.get("provenance", {}).get("derived_from"):
+            continue
+        s = (r["timings"]["train_s"] + r["timings"]["eval_s"]) / len(r["history"])
+        n = config["n_negatives"]
+        out.setdefault((config["dataset"], config["model"], config["loss"], n), []).append((n, s))
+        out.setdefault((config["dataset"], config["model"]), []).append((n, s))
+    return out
+
+
+def estimate_minutes(configs: list[RunConfig], results_dir: str | Path | None = None) -> list[float | None]:
+    """Estimated minutes of each run of ``configs`` (a plan, in order) from the store's timings.
+
+    A run's seconds per epoch are the mean of the stored trained runs of its profile, dataset,
+    model, loss and N; without one, a line in N fitted to the stored runs of its dataset and model
+    (their mean when they have one N); None when there is none. Times its ``epochs``. An
+    early-stopped run without lr cuts whose ES = N twin is stored or earlier in ``configs`` costs
+    0 (it is read off the twin). The stored runs ran on whatever CPUs and thread counts their
+    records name, so this is the cost on such a machine, not on this one.
+    """
+    import numpy as np
+
+    records = ResultsStore(results_dir, log=None).records()
+    held = {r["key"] for r in records}
+    timings = {p: _per_epoch_seconds(records, p) for p in {c.profile for c in configs}}
+    planned: set[str] = set()
+    out: list[float | None] = []
+    for c in configs:
+        twin = catalogue_key(c.replace(selection="paper"))
+        planned.add(catalogue_key(c))
+        if c.selection == "early_stop" and not c.lr_reduce and (twin in held or twin in planned):
+            out.append(0.0)
+            continue
+        same = timings[c.profile].get((c.dataset, c.model, c.loss, c.n_negatives))
+        near = timings[c.profile].get((c.dataset, c.model))
+        if same:
+            s = float(np.mean([v for _, v in same]))
+        elif near and len({n for n, _ in near}) > 1:
+            slope, intercept = np.polyfit([n for n, _ in near], [v for _, v in near], 1)
+            s = float(intercept + slope * c.n_negatives)
+        elif near:
+            s = float(np.mean([v for _, v in near]))
+        else:
+            out.append(None)
+            continue
+        out.append(s * c.epochs / 60)
+    return out

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from mmlrepro.cli import build_parser, main
 
 
-@pytest.mark.parametrize("command", ["datasets", "train", "reproduce", "report", "notebooks"])
+@pytest.mark.parametrize("command", ["datasets", "train", "reproduce", "report", "notebooks", "verify"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
@@ -60,13 +63,58 @@ def test_bad_input_is_a_clear_error_before_compute(args, message, tmp_path, caps
     assert not (tmp_path / "runs").exists()  # nothing half-written
 
 
-def test_reproduce_default_profile_is_quick_without_gpu():
+def test_reproduce_trains_the_paper_profile_by_default_with_a_gpu_only():
     from mmlrepro.cli import default_profile
 
     profile, why = default_profile()
     import torch
 
-    assert profile == ("paper" if torch.cuda.is_available() else "quick") and why
+    assert profile == ("paper" if torch.cuda.is_available() else None) and why
+
+
+COMMITTED_STORE = Path(__file__).resolve().parent.parent / "results"
+
+
+def _no_gpu_no_training(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for target in ("mmlrepro.runner.run_missing", "mmlrepro.runner.train", "mmlrepro.train.train"):
+        monkeypatch.setattr(target, lambda *a, **k: pytest.fail("reproduce trained without --profile"))
+
+
+def test_reproduce_without_gpu_leads_with_the_stored_paper_runs_and_trains_nothing(tmp_path, capsys, monkeypatch):
+    """Issue 36: on a machine without a GPU, a plain `reproduce` (what `make reproduce` runs) shows
+    the paper-profile results of the committed store first, then the plan, and trains nothing."""
+    store = tmp_path / "results"
+    shutil.copytree(COMMITTED_STORE, store)
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
+    _no_gpu_no_training(monkeypatch)
+    assert main(["reproduce", "--results-dir", str(store)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("No CUDA GPU") and "nothing is trained" in out[0]
+    first = [i for i, line in enumerate(out) if line.startswith("- **MML Table")]
+    assert first and "have a paper-profile run" in out[first[0]] and "within ±5% of the paper" in out[first[0]]
+    plan = next(i for i, line in enumerate(out) if line.startswith("`--profile paper` would train"))
+    assert first[0] < plan and "hours by the stored timings" in out[plan]
+    assert any("The quick profile" in line and 'ARGS="--profile quick"' in line for line in out)
+    assert out[-1].startswith("Nothing was trained. To train the paper profile here")
+    assert sorted(p.relative_to(store) for p in store.rglob("*")) == before
+
+
+def test_the_quick_profile_says_how_many_paper_orderings_it_keeps(tmp_path, capsys, monkeypatch):
+    store = tmp_path / "results"
+    shutil.copytree(COMMITTED_STORE / "runs", store / "runs")
+    monkeypatch.setattr("mmlrepro.runner.run_missing", lambda *a, **k: [])
+    assert main(["reproduce", "table3", "--profile", "quick", "--no-compare", "--results-dir", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"note: the stored quick-profile runs keep \d+ of the \d+ orderings of the paper", out)
+
+
+def test_reproduce_without_gpu_refuses_training_options_without_a_profile(tmp_path, capsys, monkeypatch):
+    _no_gpu_no_training(monkeypatch)
+    assert main(["reproduce", "--jobs", "2", "--results-dir", str(tmp_path)]) == 2
+    assert "--jobs applies to training" in capsys.readouterr().err
 
 
 def test_parser_builds_without_side_effects():
@@ -141,3 +189,31 @@ def test_report_names_a_bad_store_instead_of_a_traceback(tmp_path, capsys):
 def test_migrate_command(tmp_path, capsys):
     assert main(["migrate", "--results-dir", str(tmp_path), "--dry-run"]) == 0
     assert "(dry run) 0 record(s) migrated" in capsys.readouterr().out
+
+
+def test_the_plan_is_estimated_from_the_stored_timings(tmp_path):
+    from mmlrepro.catalogue import paper_config
+    from mmlrepro.data import KNOWN_FINGERPRINTS
+    from mmlrepro.results import ResultsStore, RunResult
+    from mmlrepro.runner import estimate_minutes
+
+    def put(config, s_per_epoch, epochs=4):
+        history = [{"epoch": i, "recall@20": 0.1, "train_s": s_per_epoch - 1, "eval_s": 1.0} for i in range(1, epochs + 1)]
+        ResultsStore(tmp_path).put(RunResult(config, KNOWN_FINGERPRINTS[config.dataset], history, history[-1], history[-1],
+                                             {}, {"train_s": (s_per_epoch - 1) * epochs, "eval_s": float(epochs)}, "cpu"))
+
+    put(paper_config("yelp2018", "mf", "ccl", n_negatives=10), 20.0)
+    put(paper_config("yelp2018", "mf", "ccl"), 50.0)
+    put(paper_config("yelp2018", "mf", "mml"), 60.0)
+    plan = [paper_config("yelp2018", "mf", "ccl", n_negatives=10, seed=2020),    # same cell: 20 s an epoch
+            paper_config("yelp2018", "mf", "mml", n_negatives=400),               # a line in N through the three
+            paper_config("yelp2018", "mf", "ccl", selection="early_stop"),        # read off its stored twin
+            paper_config("gowalla", "mf", "mml", seed=2020),
+            paper_config("gowalla", "mf", "mml", seed=2020, selection="early_stop"),  # its twin is planned
+            paper_config("yelp2018", "mf", "mml", selection="early_stop", lr_reduce=True)]
+    got = estimate_minutes(plan, tmp_path)
+    assert got[0] == pytest.approx(20.0 * 100 / 60)
+    slope = (55.0 - 20.0) / 90                                  # least squares through (10, 20), (100, 50), (100, 60)
+    assert got[1] == pytest.approx((20.0 + slope * 390) * 100 / 60)
+    assert got[2:5] == [0.0, None, 0.0]
+    assert got[5] == pytest.approx(60.0 * 100 / 60)             # lr cuts: trained, like the stored MML cell

@@ -85,7 +85,7 @@ def _config_of(record: dict[str, Any]) -> RunConfig:
 
 def v2_key(config: RunConfig, data_fingerprint: str) -> str:
     """The key ``config`` had in schema 2: every SimpleX parameter in the identity."""
-    identity = {**config.identity(data_fingerprint), "schema": 2}
+    identity = {**config.identity(data_fingerprint), "data": data_fingerprint, "schema": 2}
     if config.model == "simplex":
         identity["model_params"] = config.model_hp
     return identity_key(identity)

@@ -154,6 +154,7 @@ def run(config: RunConfig, *, results_dir: str | Path | None = None, store: Resu
     source = dataset if dataset is not None else load_run_dataset(config, data_dir)
     if not force and (found := _stored_or_derived(config, store, source.fingerprint)) is not None:
         return found
+    check_run(config, source)      # a run that cannot train claims nothing
     key = config.key(source.fingerprint)
     claims = Claims(store.root)
     got, note = claims.acquire(key)

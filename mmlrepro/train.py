@@ -426,8 +426,9 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
         t0 = time.perf_counter()
         test, best_per_user = evaluate(model, data, per_user=True)
         timings["eval_s"] += time.perf_counter() - t0
-    best_per_user = dataclasses.replace(best_per_user, epoch=best["epoch"])
-    if has_twin and early_stop_per_user is not None and (twin := early_stop_best(history, config)) != best["epoch"]:
+    if best_per_user is not None:
+        best_per_user = dataclasses.replace(best_per_user, epoch=best["epoch"])
+    if has_twin and best_per_user is not None and early_stop_per_user is not None and (twin := early_stop_best(history, config)) != best["epoch"]:
         best_per_user = dataclasses.replace(best_per_user, early_stop=dataclasses.replace(
             early_stop_per_user, epoch=twin, patience=config.patience))
     ckpt_path.unlink(missing_ok=True)

@@ -240,6 +240,7 @@ class Candidate:
     origin: str
     per_user_path: Path | None
     was_old: bool = False          # migrated in memory from an older schema
+    repointed: bool = False        # its derived_from rewritten to its twin's new key
     per_user: PerUser | None = None
     per_user_why: str | None = None
 
@@ -389,10 +390,22 @@ def _resolve(candidates: list[Candidate], report: MigrationReport) -> tuple[dict
 
 
 def _same(a: Candidate, b: Candidate) -> bool:
-    """Whether two candidates hold the same record and the same per-user values (or none)."""
+    """Whether two candidates hold the same record and the same per-user values (or none; as
+    read, so a file of before schema 4 and its upgraded copy are the same)."""
     if a.record != b.record or (a.per_user_path is None) != (b.per_user_path is None):
         return False
-    return a.per_user_path is None or filecmp.cmp(a.per_user_path, b.per_user_path, shallow=False)
+    if a.per_user is None or b.per_user is None:
+        return a.per_user_path is None or filecmp.cmp(a.per_user_path, b.per_user_path, shallow=False)
+    return _same_values(a.per_user, b.per_user)
+
+
+def _same_values(a: PerUser | None, b: PerUser | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return (np.array_equal(a.users, b.users) and a.values.keys() == b.values.keys()
+            and all(np.array_equal(a.values[n], b.values[n]) for n in a.values)
+            and (a.epoch, a.patience, a.key) == (b.epoch, b.patience, b.key)
+            and _same_values(a.early_stop, b.early_stop))
 
 
 def _put_aside(path: Path, folder: Path, origin: str, report: MigrationReport, why: str) -> None:
@@ -407,8 +420,8 @@ def _apply(root: Path, candidates: list[Candidate], bad: list[tuple[Path, str, s
     (this store's) or copied (another's) aside under unique names, then every kept record
     written at its key with its per-user values. No path written is moved afterwards, and
     no kept record's file is overwritten before it is read (checked first)."""
+    _repoint(candidates)
     kept, losers = _resolve(candidates, report)
-    old_to_new = {c.path.stem: c.key for c in candidates}
     sources_kept = {c.path for c in kept.values() if c.origin == "here"}
     for c in kept.values():
         target = root / "runs" / f"{c.key}.json"
@@ -425,15 +438,24 @@ def _apply(root: Path, candidates: list[Candidate], bad: list[tuple[Path, str, s
         if c.per_user_path is not None:
             _put_aside(c.per_user_path, root / "set_aside", c.origin, report, "a duplicate's per-user values")
     for c in kept.values():
-        _write_kept(root, c, old_to_new, report)
+        _write_kept(root, c, report)
 
 
-def _write_kept(root: Path, c: Candidate, old_to_new: dict[str, str], report: MigrationReport) -> None:
+def _repoint(candidates: list[Candidate]) -> None:
+    """``derived_from`` (the twin an early-stopped run was read off) rewritten to the twin's
+    new key, before records are compared."""
+    old_to_new = {c.path.stem: c.key for c in candidates}
+    for c in candidates:
+        prov = c.record.get("provenance") or {}
+        twin = prov.get("derived_from")
+        if twin in old_to_new and old_to_new[twin] != twin:
+            c.record = {**c.record, "provenance": {**prov, "derived_from": old_to_new[twin]}}
+            c.repointed = True
+
+
+def _write_kept(root: Path, c: Candidate, report: MigrationReport) -> None:
     """Write kept candidate ``c`` at its key in ``root`` (record and per-user values)."""
     record = c.record
-    prov = record.get("provenance") or {}
-    if prov.get("derived_from") in old_to_new and old_to_new[prov["derived_from"]] != prov["derived_from"]:
-        record = {**record, "provenance": {**prov, "derived_from": old_to_new[prov["derived_from"]]}}
     target = root / "runs" / f"{c.key}.json"
     target_npz = root / "per_user" / f"{c.key}.npz"
     in_place = c.origin == "here" and c.path == target
@@ -448,7 +470,7 @@ def _write_kept(root: Path, c: Candidate, old_to_new: dict[str, str], report: Mi
             atomic_write(target_npz, lambda tmp: save_per_user(c.per_user, tmp, key=c.key))
         if c.origin == "here" and c.per_user_path != target_npz:
             c.per_user_path.unlink()
-    if not in_place or record != c.record or c.was_old:
+    if not in_place or c.repointed or c.was_old:
         atomic_write_json(record, target)
     if c.origin == "here" and c.path != target:
         c.path.unlink()

@@ -405,6 +405,23 @@ def test_merging_a_different_record_of_a_run_keeps_one_and_sets_the_other_aside(
     assert tree(tmp_path / "b") == b_before                                             # OTHER untouched
 
 
+def test_an_old_store_merged_into_its_migrated_copy_is_all_exact_copies(tmp_path):
+    """The lead's case: a store written by the code before schema 4 (a GPU archive, main's)
+    merged into a migrated copy of itself changes nothing."""
+    quick = PAPER.replace(user_subsample=1000)       # re-keyed by schema 4: derived_from repointed
+    twin = old_record(tmp_path / "old", quick, [0.1, 0.2], schema=3, per_user=False)
+    old_record(tmp_path / "old", PAPER.replace(seed=2020), [0.3], schema=3)
+    derived = old_record(tmp_path / "old", quick.replace(selection="early_stop"), [0.1, 0.2], schema=3,
+                         per_user=False)
+    path = tmp_path / "old" / "runs" / f"{derived}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "provenance": {"derived_from": twin}}))
+    shutil.copytree(tmp_path / "old", tmp_path / "new")
+    assert migrate_store(tmp_path / "new").migrated == 3
+    before = tree(tmp_path / "new")
+    report = merge_stores(tmp_path / "old", tmp_path / "new")
+    assert report.identical == 3 and not report.duplicates and tree(tmp_path / "new") == before
+
+
 def test_merge_refuses_what_is_not_a_store(tmp_path, capsys):
     assert main(["merge", str(tmp_path / "nowhere"), "--results-dir", str(tmp_path / "a")]) == 2
     assert "not a results store" in capsys.readouterr().err

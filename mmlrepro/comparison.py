@@ -168,7 +168,7 @@ class Tester:
     """Tests the parts of claims on one store, loading each run's per-user values once."""
 
     def __init__(self, results_dir: str | Path | None = None) -> None:
-        self.store = ResultsStore(results_dir, log=None)
+        self.store = ResultsStore(results_dir)   # a bad per-user file is named (issue 32)
         self._loaded: dict[str, PerUser | None] = {}
 
     def per_user(self, key: str) -> PerUser | None:

@@ -222,6 +222,16 @@ def test_a_bad_per_user_file_is_named_treated_as_missing_and_seen_by_refresh(tmp
     assert any(str(path) in line and why in line for line in lines), lines
 
 
+def test_compare_names_a_garbage_per_user_file_and_goes_on(tmp_path, capsys):
+    store = ResultsStore(tmp_path, log=None)
+    for loss in ("ccl", "mml"):
+        store.put(result(cat.paper_config("gowalla", "mf", loss, group="table2"), [0.1, 0.2]))
+    path = store.per_user_path(PAPER.key(KNOWN_FINGERPRINTS["gowalla"]))
+    path.write_bytes(b"garbage")
+    claims = compare("table2", "paper", tmp_path)["claims"]
+    assert len(claims) and str(path) in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------------------------
 # 3. mmlrepro train claims its run
 

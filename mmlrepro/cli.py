@@ -95,6 +95,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from mmlrepro.migrate import merge_stores
+
+    for line in merge_stores(args.other, args.results_dir).lines():
+        print(line)
+    return 0
+
+
 def default_profile() -> tuple[str | None, str]:
     """``paper`` with a CUDA GPU; None without one (``reproduce`` then trains nothing unless a
     profile is given), and why."""
@@ -342,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default=None, help="results store (default: results/)")
     p.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("merge", help="bring another store's records in (a GPU archive, a cluster's, a "
+                                     "collaborator's): duplicates resolved, nothing dropped")
+    p.add_argument("other", metavar="OTHER_STORE", help="the store to bring in (left unchanged)")
+    p.add_argument("--results-dir", default=None, help="the store merged into (default: results/)")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("report", help="write the comparison tables as markdown (REPRODUCTION.md)")
     p.add_argument("--output", default="REPRODUCTION.md")

@@ -9,11 +9,14 @@ config. Bad values raise ``ValueError`` naming the field, before any data is loa
 A run's **key** (:meth:`RunConfig.key`) is the hash of what it effectively computes:
 :meth:`RunConfig.identity`, i.e. the normalised fields that apply to this run's model and
 selection, without labels (``dataset`` name, ``profile``, ``group``) or the place it runs
-(``device``), plus the fingerprint of the data it runs on (:attr:`mmlrepro.data.Dataset.fingerprint`,
-a content hash of the train and test interactions) and :data:`SCHEMA_VERSION`. Adding a field
-to ``RunConfig`` re-keys nothing as long as the field's default is left out of the identity
-(see ``_DEFAULT_FREE``); changing what a key means bumps the schema version, and
-:mod:`mmlrepro.migrate` re-keys the stored runs.
+(``device``), plus the fingerprint of the data it trains and is tested on
+(:meth:`RunConfig.data_fingerprint`: that of its source data, :attr:`mmlrepro.data.Dataset.fingerprint`,
+a content hash of the train and test interactions, for a run that uses them as they are; for a
+run that subsamples users or carves an honest validation split, a hash of the source's
+fingerprint, the subsample and the split, and the draw that made them, schema 4) and
+:data:`KEY_SCHEMA`. Adding a field to ``RunConfig`` re-keys nothing as long as the field's
+default is left out of the identity (see ``_DEFAULT_FREE``); changing what a key means bumps
+the schema version, and :mod:`mmlrepro.migrate` re-keys the stored runs.
 """
 
 from __future__ import annotations
@@ -27,11 +30,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mmlrepro.data import draw_id
 from mmlrepro.devices import check_device_name
 from mmlrepro.losses import get_loss
 from mmlrepro.models import SimpleX
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+# The "schema" in a key's identity: the store schema that last changed the identity's fields.
+# Schema 4 changed only the data fingerprint of the runs that subsample or split their data
+# (which re-keys them through "data"), so every run on its source data as it is, the paper
+# profile's, keeps its schema-3 key.
+KEY_SCHEMA = 3
+# The seed of the quick profile's user subsample: every run of a group sees the same users
+# whatever its own seed [assumed].
+SUBSAMPLE_SEED = 0
 # The catalogue's profiles (mmlrepro.catalogue); a run outside the catalogue is labelled "custom".
 PROFILES = ("paper", "quick", "smoke")
 MODELS = ("mf", "simplex")
@@ -256,10 +268,9 @@ class RunConfig:
         ``patience`` outside ``early_stop``, ``holdout_fraction`` outside ``honest``,
         ``reg_form`` when ``reg_lambda`` is 0, ``dropout_placement`` when ``dropout`` is 0,
         ``model_params`` for MF and, of SimpleX's, those its forward pass never reads
-        (:func:`_effective_simplex_params`); plus ``data`` (the fingerprint) and ``schema``.
+        (:func:`_effective_simplex_params`); plus ``data`` (:meth:`data_fingerprint` of the
+        source's fingerprint ``data_fingerprint``) and ``schema`` (:data:`KEY_SCHEMA`).
         """
-        if not isinstance(data_fingerprint, str) or not data_fingerprint:
-            raise ValueError(f"a run's identity needs its data fingerprint, got {data_fingerprint!r}")
         out = {k: v for k, v in self.to_dict().items() if k not in LABEL_FIELDS}
         dropped = {"patience": self.selection != "early_stop",
                    "holdout_fraction": self.selection != "honest",
@@ -270,11 +281,47 @@ class RunConfig:
                and not (k in _DEFAULT_FREE and v == _DEFAULT_FREE[k])}
         if self.model == "simplex":
             out["model_params"] = _effective_simplex_params(self.model_hp)
-        return {**out, "data": data_fingerprint, "schema": SCHEMA_VERSION}
+        return {**out, "data": self.data_fingerprint(data_fingerprint), "schema": KEY_SCHEMA}
 
     def key(self, data_fingerprint: str) -> str:
-        """16 hex digits of the SHA-256 of :meth:`identity`'s canonical JSON."""
+        """16 hex digits of the SHA-256 of :meth:`identity`'s canonical JSON; ``data_fingerprint``
+        is the source data's (:attr:`mmlrepro.data.Dataset.fingerprint`)."""
         return identity_key(self.identity(data_fingerprint))
+
+    def derivation(self) -> dict[str, Any]:
+        """How the run derives the data it sees from its source (SPEC §6, §8): ``user_subsample``
+        ``{n, seed}`` (:meth:`mmlrepro.data.Dataset.subsample_users`, seed :data:`SUBSAMPLE_SEED`)
+        and, for an honest run, ``holdout`` ``{fraction, seed}`` (:meth:`~mmlrepro.data.Dataset.holdout`
+        of the subsample, the run's seed); empty for a run on its source data as it is."""
+        out: dict[str, Any] = {}
+        if self.user_subsample is not None:
+            out["user_subsample"] = {"n": self.user_subsample, "seed": SUBSAMPLE_SEED}
+        if self.selection == "honest":
+            out["holdout"] = {"fraction": self.holdout_fraction, "seed": self.seed}
+        return out
+
+    def data_fingerprint(self, source_fingerprint: str) -> str:
+        """The fingerprint of the data this run trains, selects and is tested on (schema 4).
+
+        ``source_fingerprint`` itself for a run on its source data as it is (every paper-profile
+        run: its key is that of schema 3); otherwise 16 hex digits of the SHA-256 of
+        ``{"source": source_fingerprint, **derivation(), "draw": draw_id()}``: the source's content,
+        what is drawn from it, and the identity of the draw
+        (:func:`mmlrepro.data.draw_id`, so a numpy whose streams differ gives other keys).
+        """
+        if not isinstance(source_fingerprint, str) or not source_fingerprint:
+            raise ValueError(f"a run's identity needs its data fingerprint, got {source_fingerprint!r}")
+        derivation = self.derivation()
+        if not derivation:
+            return source_fingerprint
+        return identity_key({"source": source_fingerprint, **derivation, "draw": draw_id()})
+
+    def data_description(self, source_fingerprint: str) -> dict[str, Any]:
+        """What a record says of the data its run saw: the ``source`` fingerprint, the
+        :meth:`derivation` and its ``draw``, and the resulting ``fingerprint`` (in the key)."""
+        derivation = self.derivation()
+        return {"source": source_fingerprint, **derivation, **({"draw": draw_id()} if derivation else {}),
+                "fingerprint": self.data_fingerprint(source_fingerprint)}
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)

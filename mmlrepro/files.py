@@ -9,10 +9,12 @@ step, so a run never trains for an hour and then fails to save (issue 15).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +38,59 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     return path
 
 
-def atomic_write_json(data: Any, path: str | os.PathLike) -> Path:
-    """``data`` as indented, key-sorted JSON, written atomically."""
+def exclusive_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """As :func:`atomic_write`, but the file must not exist: the complete temporary file is
+    hard-linked to ``path``, which fails (``FileExistsError``, nothing written) when another
+    writer got there first, so no file is ever replaced."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.link(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _json_writer(data: Any) -> Callable[[str], None]:
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:
             json.dump(data, f, indent=1, sort_keys=True)
             f.write("\n")
-    return atomic_write(path, write)
+    return write
+
+
+def atomic_write_json(data: Any, path: str | os.PathLike, exclusive: bool = False) -> Path:
+    """``data`` as indented, key-sorted JSON, written atomically (``exclusive``: by
+    :func:`exclusive_write`, never over an existing file)."""
+    return (exclusive_write if exclusive else atomic_write)(path, _json_writer(data))
+
+
+def unique_path(folder: str | os.PathLike, stem: str, suffix: str) -> Path:
+    """``folder/stem.suffix``, or ``folder/stem.2.suffix``, ``.3``, ... : the first name not taken
+    (a file is moved there at once by the caller, which holds the store's lock)."""
+    folder = Path(folder)
+    path, n = folder / f"{stem}{suffix}", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}.{n}{suffix}"
+    return path
+
+
+@contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block: every writer
+    of the store takes it, so no two check-then-write sequences interleave."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> Path:

@@ -25,6 +25,8 @@ import multiprocessing
 import os
 import platform
 import signal
+import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +44,9 @@ from mmlrepro.train import CHECKPOINT_EVERY_S, RunInterrupted
 
 EXECUTORS = ("local", "ray")
 RAY_HINT = "pip install 'mmlrepro[ray]'"
+MAX_JOBS = 1024          # runs at a time: more than any machine or cluster this runs on holds [assumed]
+RAY_CONNECT_TIMEOUT_S = 3.0   # a Ray address must accept a TCP connection within this, or is refused
+PARENT_POLL_S = 1.0      # a local worker checks this often that the process that started it lives
 
 
 class RunsFailed(RuntimeError):
@@ -78,6 +83,8 @@ class Workers:
             raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if self.jobs is not None and (not isinstance(self.jobs, int) or isinstance(self.jobs, bool) or self.jobs < 1):
             raise ValueError(f"jobs must be an integer >= 1, got {self.jobs!r}")
+        if self.jobs is not None and self.jobs > MAX_JOBS:
+            raise ValueError(f"jobs must be at most {MAX_JOBS:,} runs at a time, got {self.jobs:,}")
         if self.threads_per_job is not None and (not isinstance(self.threads_per_job, int) or self.threads_per_job < 1):
             raise ValueError(f"threads_per_job must be an integer >= 1, got {self.threads_per_job!r}")
         if self.executor == "local":
@@ -103,6 +110,15 @@ class Workers:
             raise ValueError(f"cpus_per_run must be > 0, got {self.cpus_per_run}")
         if self.gpus_per_run is not None and not self.gpus_per_run >= 0:
             raise ValueError(f"gpus_per_run must be >= 0, got {self.gpus_per_run}")
+        if self.address is None and (self.gpus_per_run or 0) > 0:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError(f"gpus_per_run {self.gpus_per_run:g} needs a GPU, and the local Ray this "
+                                 "would start has none (no CUDA device here); give --address of a cluster "
+                                 "with GPUs, or leave gpus_per_run at 0")
+        if self.address not in (None, "auto"):
+            check_reachable(self.address)
         import_ray()
 
     def local_devices(self, device: str | None) -> list[str]:
@@ -127,6 +143,20 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def check_reachable(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """ValueError unless the Ray address ``host:port`` or ``ray://host:port`` accepts a TCP
+    connection within ``timeout_s`` (before Ray is started, which would wait for minutes)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"address must be auto, host:port or ray://host:port, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        why = "timed out" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+        raise ValueError(f"the Ray cluster at {address} cannot be reached ({why} within {timeout_s:g} s): "
+                         "is it started (ray start --head) and is the port right?") from None
 
 
 def import_ray() -> Any:
@@ -184,10 +214,19 @@ def train_job(job: Job) -> RunResult:
     return train(job.config, dataset=source, checkpoint_every_s=job.checkpoint_every_s)
 
 
-def _init_local_worker() -> None:
-    """Local workers leave Ctrl-C to the parent (which stops them) and draw no progress bars."""
+def _init_local_worker(parent: int) -> None:
+    """Local workers leave Ctrl-C to the parent (which stops them), draw no progress bars, and
+    exit within :data:`PARENT_POLL_S` seconds of the parent's death (a SIGKILL gives the parent
+    no chance to stop them; their runs' checkpoints stay, and the same command resumes them)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["TQDM_DISABLE"] = "1"
+
+    def watch() -> None:    # the parent's pid comes from the parent: it may die before this runs
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mmlrepro-parent-watch", daemon=True).start()
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,7 +245,7 @@ class LocalPool:
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(self.slots, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_init_local_worker)
+                                      initializer=_init_local_worker, initargs=(os.getpid(),))
 
     def describe(self) -> str:
         return (f"{self.slots} worker processes on {', '.join(self.devices)}, "

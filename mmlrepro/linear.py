@@ -586,6 +586,25 @@ def linear_result(config: LinearConfig, dataset: Dataset, model: EASE | IALS, fi
     }
 
 
+def read_linear_results(folder: str | Path, log: Any = print) -> list[dict[str, Any]]:
+    """Every valid record of ``folder/*.json`` (written by :func:`save_linear_result`), by file
+    name; a file that does not parse or lacks ``config`` / ``metrics`` is reported with its path
+    (``log``, one line, e.g. ``print`` to stderr) and left out, as the runs store does."""
+    out = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            if not isinstance(record, dict) or not isinstance(record.get("config"), dict) \
+                    or not isinstance(record.get("metrics"), dict):
+                raise ValueError("not a linear result (no config or metrics)")
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            if log:
+                log(f"warning: {path}: {err.__class__.__name__}: {err}; treated as missing")
+            continue
+        out.append(record)
+    return out
+
+
 def save_linear_result(result: dict[str, Any], folder: str | Path | None = None) -> Path:
     """Write ``result`` to ``<folder>/<key>.json`` (default ``results/linear/``), atomically."""
     folder = Path(folder) if folder is not None else default_results_dir() / "linear"

@@ -9,9 +9,18 @@ run kept them (:func:`mmlrepro.metrics.save_per_user`; issue 16).
 Reading checks every record: it must parse, carry the current :data:`SCHEMA_VERSION`, and its
 config and fingerprint must hash to the key in its name. A file that fails is reported with its
 path and treated as missing; a record of an older schema is never served (``mmlrepro migrate``
-re-keys it). Writing never silently replaces a file: a bad file is set aside (to
-``results/set_aside/``) with a message, and a valid record is replaced only when asked
-(``replace=True``), the old one set aside too. Files are written atomically.
+re-keys it), nor one of a newer schema (written by a newer mmlrepro: upgrade). A per-user file
+is checked against its record on every read (:meth:`ResultsStore.per_user`): it must parse,
+name the record's key, and its means must be the record's reported numbers (and those of the
+early-stop epoch it names); one that fails is reported and treated as missing.
+
+Writing never silently replaces a file and never mixes two runs (issue 32): every write holds
+the store's lock (``<store>/.store.lock``, an exclusive ``flock``), so the check that a key is
+free, the per-user file and the record are one step no other writer interleaves with, and the
+record is written by an exclusive create (:func:`mmlrepro.files.exclusive_write`). A bad file is
+set aside (to ``results/set_aside/``, under a name no other file has) with a message, and a
+valid record is replaced only when asked (``replace=True``), the old one and its per-user file
+set aside too. Files are written atomically.
 """
 
 from __future__ import annotations
@@ -33,15 +42,33 @@ import torch
 
 import mmlrepro
 from mmlrepro.config import SCHEMA_VERSION, RunConfig
-from mmlrepro.files import atomic_write, atomic_write_json, check_writable
-from mmlrepro.metrics import PerUser, load_per_user, save_per_user
+from mmlrepro.files import atomic_write, atomic_write_json, check_writable, locked, unique_path
+from mmlrepro.metrics import PerUser, PerUserError, load_per_user, save_per_user
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RECORD_FIELDS = ("key", "config", "data_fingerprint", "history", "best", "last", "timings", "device")
+MEAN_TOL = 1e-5    # a per-user file's mean against its record's number (quantisation: <= 7.6e-6)
+UPGRADE_HINT = "upgrade mmlrepro (git pull, or pip install -U mmlrepro) to read it"
 
 
 class StoreError(ValueError):
     """The store cannot do what was asked (an old schema to migrate, a record in the way)."""
+
+
+class RecordExists(StoreError):
+    """``put`` found a valid record of the run already stored (and was not asked to replace it)."""
+
+
+def schema_problem(record: dict[str, Any]) -> str | None:
+    """Why ``record``'s schema is not :data:`SCHEMA_VERSION` (older: migrate; newer: upgrade), or None."""
+    schema = record.get("schema", 1)
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+        return f"schema {schema!r} is not a schema version"
+    if schema > SCHEMA_VERSION:
+        return f"schema {schema} is newer than this mmlrepro's {SCHEMA_VERSION}: {UPGRADE_HINT}"
+    if schema < SCHEMA_VERSION:
+        return f"schema {schema}, not {SCHEMA_VERSION} (run `mmlrepro migrate`)"
+    return None
 
 
 def default_results_dir() -> Path:
@@ -87,7 +114,8 @@ def provenance() -> dict[str, Any]:
 class RunResult:
     """What one run produced: per-epoch history, the selected epoch, the last one, timings.
 
-    ``data_fingerprint`` names the data it ran on; with ``config`` it gives :attr:`key`.
+    ``data_fingerprint`` names its source data; with ``config`` (which says what the run draws
+    from it: :meth:`RunConfig.data_fingerprint`) it gives :attr:`key`.
     ``per_user`` holds the reported numbers' per-user values when the run kept them.
     """
 
@@ -128,6 +156,7 @@ class RunResult:
             "stopped_early": self.stopped_early,
             "provenance": self.provenance,
             "per_user": self.per_user is not None,
+            "data": self.config.data_description(self.data_fingerprint),
         }
 
     @classmethod
@@ -143,9 +172,8 @@ def check_record(record: Any, name: str) -> str | None:
     """Why ``record`` (parsed from ``<name>.json``) is not a valid current record, or None."""
     if not isinstance(record, dict):
         return f"not a JSON object but {type(record).__name__}"
-    schema = record.get("schema", 1)
-    if schema != SCHEMA_VERSION:
-        return f"schema {schema}, not {SCHEMA_VERSION} (run `mmlrepro migrate`)"
+    if why := schema_problem(record):
+        return why
     missing = [f for f in RECORD_FIELDS if f not in record]
     if missing:
         return f"lacks {', '.join(missing)}"
@@ -159,6 +187,38 @@ def check_record(record: Any, name: str) -> str | None:
         return "its config and data fingerprint hash to another key (the content belongs to another run)"
     if not isinstance(record["history"], list) or not record["history"]:
         return "its history is empty"
+    return None
+
+
+def reported_of(record: dict[str, Any]) -> dict[str, float]:
+    """The numbers a record reports: an honest run's test metrics, else its selected epoch's."""
+    return (record.get("test") or {}) if record["config"].get("selection") == "honest" else record["best"]
+
+
+def check_per_user(per_user: PerUser, record: dict[str, Any]) -> str | None:
+    """Why ``per_user`` (read from a file) are not the values of run ``record``, or None.
+
+    They must name the record's key, the epoch it reports, and have its reported numbers as
+    their means (within :data:`MEAN_TOL`); an early-stop set must name an epoch of the history
+    and have that epoch's numbers as its means."""
+    key = record["key"]
+    if per_user.key is None:
+        return "was written before store schema 4 and names no run (run `mmlrepro migrate`)"
+    if per_user.key != key:
+        return f"belongs to run {per_user.key}, not {key}"
+    if per_user.epoch is not None and per_user.epoch != record["best"]["epoch"]:
+        return f"holds epoch {per_user.epoch}'s values, the record reports epoch {record['best']['epoch']}"
+    sets = [("values", per_user, reported_of(record))]
+    if (es := per_user.early_stop) is not None:
+        epochs = {int(h["epoch"]): h for h in record["history"]}
+        if es.epoch not in epochs:
+            return f"its early-stop values name epoch {es.epoch}, which the history lacks"
+        sets.append((f"early-stop values (epoch {es.epoch})", es, epochs[es.epoch]))
+    for what, values, numbers in sets:
+        for name, mean in values.means().items():
+            if name in numbers and not abs(mean - numbers[name]) <= MEAN_TOL:
+                return (f"its {what} average {name} {mean:.6f}, the record says {numbers[name]:.6f} "
+                        "(values of another run, or of some users only)")
     return None
 
 
@@ -177,6 +237,11 @@ class ResultsStore:
         self.per_user_dir = self.root / "per_user"
         self.log = log or (lambda line: None)
         self._reported: set[Path] = set()
+
+    @property
+    def lock_path(self) -> Path:
+        """The store's lock file (:func:`mmlrepro.files.locked`), held by every writer."""
+        return self.root / ".store.lock"
 
     def path(self, key: str) -> Path:
         return self.runs_dir / f"{key}.json"
@@ -199,10 +264,15 @@ class ResultsStore:
     def _read(self, path: Path) -> dict[str, Any] | None:
         """The valid record at ``path``, or None (a bad file is reported once, with its path)."""
         record, why = self._check_file(path)
-        if why is not None and path not in self._reported:
+        if why is not None:
+            self._warn(path, why)
+        return record
+
+    def _warn(self, path: Path, why: str) -> None:
+        """Report a bad file once, with its path."""
+        if path not in self._reported:
             self._reported.add(path)
             self.log(f"warning: {path}: {why}; treated as missing")
-        return record
 
     def get(self, config: RunConfig, data_fingerprint: str) -> RunResult | None:
         """The stored run, with its per-user values when it has them, or None."""
@@ -213,7 +283,7 @@ class ResultsStore:
         if record is None:
             return None
         result = RunResult.from_dict(record)
-        result.per_user = self.per_user(result.key)
+        result.per_user = self.per_user(result.key, record)
         return result
 
     def contains(self, config: RunConfig, data_fingerprint: str) -> bool:
@@ -222,38 +292,62 @@ class ResultsStore:
         return path.exists() and self._read(path) is not None
 
     def _set_aside(self, path: Path, why: str) -> Path:
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-        dest = self.root / "set_aside" / f"{path.stem}.{stamp}{path.suffix}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(path), dest)
+        dest = set_aside(path, self.root / "set_aside")
         self.log(f"note: {path} {why}: moved to {dest}")
         return dest
 
     def put(self, result: RunResult, *, replace: bool = False) -> Path:
-        """Write ``result`` (and its per-user values); never silently replaces a file."""
+        """Write ``result`` (and its per-user values); never silently replaces a file, never
+        leaves a record beside another run's per-user values (see the module docstring).
+
+        :class:`RecordExists` when a valid record of the run is stored and ``replace`` is False
+        (another writer may have stored it a moment ago: nothing is written then)."""
         if not result.provenance:
             result.provenance = provenance()
         key = result.key
         path = self.path(key)
-        if path.exists():
-            if self._read(path) is None:
-                self._set_aside(path, "was not a valid record")
-            elif not replace:
-                raise StoreError(f"{path} already holds this run; pass replace=True (--force) to replace it")
-            else:
-                self._set_aside(path, "is replaced by a new run of the same key")
-        old_per_user = self.per_user_path(key)
-        if old_per_user.exists():   # the replaced run's, or a stray file: never left to the new run
-            self._set_aside(old_per_user, "belonged to the replaced run")
-        if result.per_user is not None:
-            atomic_write(self.per_user_path(key),
-                         lambda tmp: save_per_user(result.per_user, tmp))
-        return atomic_write_json(result.to_dict(), path)
+        record = result.to_dict()
+        with locked(self.lock_path):
+            if path.exists():
+                if self._read(path) is None:
+                    self._set_aside(path, "was not a valid record")
+                elif not replace:
+                    raise RecordExists(f"{path} already holds this run; pass replace=True (--force) to replace it")
+                else:
+                    self._set_aside(path, "is replaced by a new run of the same key")
+            old_per_user = self.per_user_path(key)
+            if old_per_user.exists():   # the replaced run's, or a stray file: never left to the new run
+                self._set_aside(old_per_user, "belonged to the replaced run")
+            if result.per_user is not None:
+                atomic_write(old_per_user, lambda tmp: save_per_user(result.per_user, tmp, key=key))
+            return atomic_write_json(record, path, exclusive=True)
 
-    def per_user(self, key: str) -> PerUser | None:
-        """The per-user values stored with run ``key``, or None."""
+    def per_user(self, key: str, record: dict[str, Any] | None = None) -> PerUser | None:
+        """The per-user values stored with run ``key``, checked against its record (``record``,
+        else read from the store) by :func:`check_per_user`; None without them, and for a file
+        that fails (reported once, with its path: ``--refresh-per-user`` trains such runs again)."""
         path = self.per_user_path(key)
-        return load_per_user(path) if path.exists() else None
+        if not path.exists():
+            return None
+        if record is None:
+            record = self._read(self.path(key)) if self.path(key).exists() else None
+        if record is None:
+            self._warn(path, "has no valid record beside it")
+            return None
+        try:
+            values = load_per_user(path)
+        except PerUserError as err:
+            self._warn(path, str(err).removeprefix(f"{path}: "))
+            return None
+        why = check_per_user(values, record)
+        if why is not None:
+            self._warn(path, why)
+            return None
+        return values
+
+    def has_per_user(self, key: str) -> bool:
+        """Whether run ``key`` has per-user values that pass :meth:`per_user`'s checks."""
+        return self.per_user(key) is not None
 
     def per_user_path(self, key: str) -> Path:
         """Where run ``key``'s per-user values are (or would be) stored."""
@@ -277,11 +371,27 @@ class ResultsStore:
         return [(path, why) for path, why in checked if why is not None]
 
     def require_current_schema(self) -> None:
-        """:class:`StoreError` when the store holds records of an older schema (migrate first)."""
+        """:class:`StoreError` when the store holds records of a newer schema (upgrade mmlrepro)
+        or of an older one (migrate first)."""
+        newer = [(p, why) for p, why in self.problems() if "newer than this mmlrepro" in why]
+        if newer:
+            raise StoreError(f"{newer[0][0]}: {newer[0][1]} ({len(newer)} such record(s) in {self.runs_dir})")
         old = [p for p, why in self.problems() if why.startswith("schema ")]
         if old:
             raise StoreError(f"{self.runs_dir} holds {len(old)} record(s) of an older schema (e.g. "
                              f"{old[0].name}); run `mmlrepro migrate --results-dir {self.root}` first")
+
+
+def set_aside(path: Path, folder: Path, copy: bool = False, stamp: bool = True) -> Path:
+    """Move (``copy``: copy) ``path`` into ``folder`` under a name no file there has
+    (``<stem>[.<UTC time>][.n]<suffix>``); returns where it went. The caller holds the store's lock."""
+    stem = path.name.removesuffix(path.suffix)
+    if stamp:
+        stem += "." + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    dest = unique_path(folder, stem, path.suffix)
+    folder.mkdir(parents=True, exist_ok=True)
+    (shutil.copy2 if copy else shutil.move)(str(path), dest)
+    return dest
 
 
 def _row(record: dict[str, Any], per_user_dir: Path) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Set
 from pathlib import Path
 from typing import Any
 
-from mmlrepro.catalogue import DATASETS, catalogue_key, plan
+from mmlrepro.catalogue import DATASETS, catalogue_key, plan, seeds
 from mmlrepro.claims import Claims
 from mmlrepro.config import RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS, Dataset
@@ -29,7 +29,15 @@ from mmlrepro.devices import resolve_device
 from mmlrepro.files import atomic_write, atomic_write_json, check_writable, describe_error
 from mmlrepro.jobs import Workers, train_parallel
 from mmlrepro.metrics import save_per_user
-from mmlrepro.results import ResultsStore, RunResult, StoreError, default_results_dir, provenance
+from mmlrepro.results import (
+    RecordExists,
+    ResultsStore,
+    RunResult,
+    StoreError,
+    default_results_dir,
+    provenance,
+    set_aside,
+)
 from mmlrepro.train import (
     CHECKPOINT_EVERY_S,
     RunInterrupted,
@@ -62,7 +70,10 @@ def derive_early_stop(store: ResultsStore, config: RunConfig, data_fingerprint: 
         return None
     result = early_stop_from_history(twin, config, twin.per_user)
     result.provenance = {**provenance(), "derived_from": twin.key, "twin_provenance": twin.provenance}
-    store.put(result, replace=replace)
+    try:
+        store.put(result, replace=replace)
+    except RecordExists:     # another process read it off (or trained it) a moment ago
+        return store.get(config, data_fingerprint) or result
     return result
 
 
@@ -133,11 +144,32 @@ def run(config: RunConfig, *, results_dir: str | Path | None = None, store: Resu
     ``dataset`` is the run's source data (default: loaded from ``config.dataset``); the key
     includes its fingerprint, so a stored run of other data is never served. With ``force`` the
     run is trained again and replaces the stored one (which is set aside, not deleted).
+    A run to train is claimed in the store first, as ``reproduce`` claims its runs
+    (:mod:`mmlrepro.claims`): while another live process holds the claim this raises
+    :class:`StoreError` naming it, before any compute (a stale claim is taken over).
     """
     log = log or (lambda line: None)
     store = store or ResultsStore(results_dir)
     _check_outputs(store, train_kwargs.get("checkpoint_dir"), config.device)
-    return _stored_or_trained(config, store, dataset, data_dir, force, log, **train_kwargs)
+    source = dataset if dataset is not None else load_run_dataset(config, data_dir)
+    if not force and (found := _stored_or_derived(config, store, source.fingerprint)) is not None:
+        return found
+    check_run(config, source)      # a run that cannot train claims nothing
+    key = config.key(source.fingerprint)
+    claims = Claims(store.root)
+    got, note = claims.acquire(key)
+    if not got:
+        raise StoreError(f"{config.label()} #{key} is being trained by {note}; it is stored when that "
+                         "process finishes (run this again then), or stop that process first")
+    if note:
+        log(f"{config.label()} #{key}: {note}; its checkpoint, if any, resumes")
+    with claims.heartbeat():    # released when the run is stored, or fails
+        return _stored_or_trained(config, store, source, data_dir, force, log, **train_kwargs)
+
+
+def _stored_or_derived(config: RunConfig, store: ResultsStore, fingerprint: str) -> RunResult | None:
+    """The stored run of ``config``, or its early-stopped run read off its stored twin, or None."""
+    return store.get(config, fingerprint) or derive_early_stop(store, config, fingerprint)
 
 
 def _stored_or_trained(config: RunConfig, store: ResultsStore, dataset: Dataset | None, data_dir: str | None,
@@ -146,13 +178,8 @@ def _stored_or_trained(config: RunConfig, store: ResultsStore, dataset: Dataset 
     :func:`run_missing`)."""
     source = dataset if dataset is not None else load_run_dataset(config, data_dir)
     fingerprint = source.fingerprint
-    if not force:
-        stored = store.get(config, fingerprint)
-        if stored is not None:
-            return stored
-        derived = derive_early_stop(store, config, fingerprint)
-        if derived is not None:
-            return derived
+    if not force and (found := _stored_or_derived(config, store, fingerprint)) is not None:
+        return found
     check_run(config, source)
     if note := _data_note(config, source):
         log(note)
@@ -202,6 +229,7 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
         raise ValueError("give either jobs or workers (which has its own jobs), not both")
     workers = workers or Workers(jobs=jobs)
     workers.check(device)
+    seeds(n_seeds)    # a bad seed count is refused before the linear group fits anything
     groups, datasets = list(groups), list(datasets)
     if unknown := [d for d in datasets if d not in DATASETS]:
         raise ValueError(f"unknown dataset {unknown[0]!r}; the catalogue covers {', '.join(DATASETS)}")
@@ -222,7 +250,7 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
     missing = [c for c in runs if not store.contains(c, sources[c.dataset].fingerprint)
                and derive_early_stop(store, c, sources[c.dataset].fingerprint) is None]
     stale = {key for c in runs if c not in missing and refresh_per_user
-             and not store.per_user_path(key := c.key(sources[c.dataset].fingerprint)).exists()}
+             and not store.has_per_user(key := c.key(sources[c.dataset].fingerprint))}
     todo = [c for c in runs if c in missing or c.key(sources[c.dataset].fingerprint) in stale]
     log(f"{len(runs)} runs planned for {', '.join(groups)} [{profile}], "
         f"{len(runs) - len(missing)} already in {store.root} (early-stopped ones read off their "
@@ -251,7 +279,7 @@ def _held(store: ResultsStore, config: RunConfig, fingerprint: str, stale: Set[s
     again (:func:`run_missing` with ``jobs``, checked just before each run starts)."""
     key = config.key(fingerprint)
     if key in stale:
-        return (store.per_user_path(key).exists()
+        return (store.has_per_user(key)
                 or derive_early_stop(store, config, fingerprint, replace=True) is not None)
     return store.contains(config, fingerprint) or derive_early_stop(store, config, fingerprint) is not None
 
@@ -285,7 +313,7 @@ def _train_in_turn(todo: list[RunConfig], store: ResultsStore, sources: dict[str
                 continue
             if note:
                 log(f"{config.label()} #{key}: {note}; its checkpoint, if any, resumes")
-            if key in replace and store.per_user_path(key).exists():   # another process refreshed it
+            if key in replace and store.has_per_user(key):   # another process refreshed it
                 claims.release(key)
                 log(f"[{i}/{len(todo)}] skipped {config.label()} #{key}: its per-user values were stored meanwhile")
                 continue
@@ -327,15 +355,20 @@ def run_linear_group(profile: str, *, results_dir: str | Path | None = None,
 
     The folder and the device are checked before any data is loaded; Ctrl-C raises
     :class:`RunInterrupted` saying how many fits were stored (each is stored when done)."""
-    from mmlrepro.linear import linear_grid
+    from mmlrepro.linear import linear_grid, read_linear_results
 
     root = Path(results_dir) if results_dir is not None else default_results_dir()
     folder = check_writable(root / "linear", "linear results folder")
     if device is not None:
         resolve_device(device)
     grid = [c for c in linear_grid("quick" if profile == "smoke" else profile) if c.dataset in set(datasets)]
-    todo = [c.replace(device=device) if device else c for c in grid
-            if not (folder / f"{c.key()}.json").exists()]
+    held = {r.get("key") for r in read_linear_results(folder, log=log)}
+    todo = [c.replace(device=device) if device else c for c in grid if c.key() not in held]
+    for c in todo:      # a bad file in the way is kept aside, not overwritten
+        if (folder / f"{c.key()}.json").exists():
+            dest = set_aside(folder / f"{c.key()}.json", root / "set_aside" / "linear")
+            if log:
+                log(f"note: {folder / f'{c.key()}.json'} was not a valid result: moved to {dest}")
     if log:
         log(f"linear [{profile}]: {len(grid)} runs planned, {len(todo)} to run")
     done: list[Any] = []

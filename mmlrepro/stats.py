@@ -187,7 +187,7 @@ class ConfigComparison:
 
     a: SeedSummary
     b: SeedSummary
-    gain: float                   # mean over seeds of a / that of b − 1
+    gain: float                   # mean over seeds of a / that of b − 1 (NaN: b's is 0)
     p_welch: float
     paired: Paired | None
 
@@ -197,16 +197,29 @@ def compare_configs(a_means, b_means, a_per_user: Sequence[np.ndarray] | None = 
                     seed: int = 0) -> ConfigComparison:
     """Config a against config b, each run over several seeds, on one metric.
 
-    ``a_means`` / ``b_means``: the metric of each seed. Gain: mean(a_means) / mean(b_means) − 1;
-    Welch's test (:func:`welch`) on the seed means. Where per-user arrays are given for the
-    seeds of both configs, :func:`paired` on ``seed_average(a_per_user)`` against
-    ``seed_average(b_per_user)`` (users in the same order, e.g. via :func:`stack_per_user`).
+    ``a_means`` / ``b_means``: the metric of each seed. Gain: mean(a_means) / mean(b_means) − 1,
+    NaN (undefined, no exception) when mean(b_means) is 0; Welch's test (:func:`welch`) on the
+    seed means. Where per-user arrays are given for the seeds of both configs, :func:`paired` on
+    ``seed_average(a_per_user)`` against ``seed_average(b_per_user)`` (users in the same order,
+    e.g. via :func:`stack_per_user`); ``paired`` is None when either side has none, or when b's
+    seed-averaged per-user mean is 0 (no relative gain). Per-user arrays for some seeds of a
+    side only are refused (``ValueError``): the paired test and the seed means would describe
+    different runs.
     """
     sa, sb = seed_interval(a_means), seed_interval(b_means)
-    have = bool(a_per_user) and bool(b_per_user)
-    pair = (paired(seed_average(a_per_user), seed_average(b_per_user), n_boot, seed)
-            if have else None)
-    return ConfigComparison(sa, sb, sa.mean / sb.mean - 1.0, welch(a_means, b_means), pair)
+    sides = []
+    for name, means, arrays in (("a", sa, a_per_user), ("b", sb, b_per_user)):
+        given = arrays is not None and len(arrays) > 0
+        if given and len(arrays) != means.n:
+            raise ValueError(f"per-user values for {len(arrays)} of the {means.n} seeds of {name}: give "
+                             "them for every seed or for none")
+        sides.append(given)
+    pair = None
+    if all(sides):
+        a_avg, b_avg = seed_average(a_per_user), seed_average(b_per_user)
+        pair = paired(a_avg, b_avg, n_boot, seed) if b_avg.mean() > 0 else None
+    gain = sa.mean / sb.mean - 1.0 if sb.mean != 0 else float("nan")
+    return ConfigComparison(sa, sb, gain, welch(a_means, b_means), pair)
 
 
 def holm(pvalues: Sequence[float | None]) -> np.ndarray:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmlrepro.config import RunConfig
+from mmlrepro.config import SUBSAMPLE_SEED, RunConfig
 from mmlrepro.data import Dataset, load_named_or_synthetic
 from mmlrepro.devices import device_memory, device_name, resolve_device, run_device
 from mmlrepro.files import atomic_write, check_writable
@@ -79,7 +79,9 @@ def load_run_dataset(config: RunConfig, data_dir: str | None = None) -> Dataset:
 
 def run_dataset(config: RunConfig, source: Dataset) -> Dataset:
     """``source`` as the run sees it: the quick profile's user subsample, drawn with a fixed seed
-    (0) so that every run of a group sees the same users whatever its own seed [assumed].
+    (:data:`mmlrepro.config.SUBSAMPLE_SEED`) so that every run of a group sees the same users
+    whatever its own seed [assumed]. The run's key fingerprints it
+    (:meth:`mmlrepro.config.RunConfig.data_fingerprint`).
 
     A subsample that would keep every user is refused (it would change nothing); see
     :func:`check_run` for every check made before a run starts.
@@ -87,7 +89,7 @@ def run_dataset(config: RunConfig, source: Dataset) -> Dataset:
     if config.user_subsample is None:
         return source
     _check_subsample(config, source)
-    return source.subsample_users(config.user_subsample, seed=0)
+    return source.subsample_users(config.user_subsample, seed=SUBSAMPLE_SEED)
 
 
 def _check_subsample(config: RunConfig, source: Dataset) -> None:
@@ -424,8 +426,11 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
         t0 = time.perf_counter()
         test, best_per_user = evaluate(model, data, per_user=True)
         timings["eval_s"] += time.perf_counter() - t0
-    if has_twin and early_stop_per_user is not None and _early_stop_best(history, config) != best["epoch"]:
-        best_per_user = dataclasses.replace(best_per_user, early_stop=early_stop_per_user)
+    if best_per_user is not None:
+        best_per_user = dataclasses.replace(best_per_user, epoch=best["epoch"])
+    if has_twin and best_per_user is not None and early_stop_per_user is not None and (twin := early_stop_best(history, config)) != best["epoch"]:
+        best_per_user = dataclasses.replace(best_per_user, early_stop=dataclasses.replace(
+            early_stop_per_user, epoch=twin, patience=config.patience))
     ckpt_path.unlink(missing_ok=True)
     return RunResult(config=config, data_fingerprint=fingerprint, history=history, best=dict(best),
                      last=dict(history[-1]), test=test, timings=timings, device=run_device(history, here),
@@ -444,9 +449,12 @@ def early_stop_from_history(paper: RunResult, config: RunConfig,
     is the one :func:`select_best` picks in that prefix. Timings are the prefix's. ``per_user``,
     the twin's per-user values, belong to its own selected epoch: the "Y" run keeps them when it
     selects that same epoch, and otherwise their ``early_stop`` set, which :func:`train` keeps for
-    that case (a run trained before it did has none, and its "Y" twin then has none). (On CUDA,
-    whose ``index_add_`` is not bit-deterministic, two trainings of one config already differ at
-    that level.)
+    that case (a run trained before it did has none, and its "Y" twin then has none). Each set
+    is used only when the epoch it was stored with is the epoch "Y" selects: the ``early_stop``
+    set was kept for the twin's ``patience`` of the "N" run's config, which is not in its key,
+    so a "Y" run of another patience gets no per-user values rather than another epoch's.
+    (On CUDA, whose ``index_add_`` is not bit-deterministic, two trainings of one config
+    already differ at that level.)
     """
     if config.selection != "early_stop":
         raise ValueError(f"{config.label()}: selection must be 'early_stop' to read it off a paper run")
@@ -463,15 +471,18 @@ def early_stop_from_history(paper: RunResult, config: RunConfig,
     history = [dict(record) for record in paper.history[:early_stop_epochs(paper.history, config)]]
     timings = {name: sum(r[name] for r in history) for name in ("train_s", "eval_s")}
     best = history[select_best(history, config.monitor, config.min_delta)]
-    if best["epoch"] != paper.best["epoch"]:
-        per_user = per_user.early_stop if per_user is not None else None
+    if per_user is not None and best["epoch"] != paper.best["epoch"]:
+        per_user = per_user.early_stop
+    if per_user is not None and per_user.epoch != best["epoch"]:
+        per_user = None          # another epoch's values (another patience's twin): none rather than wrong
     return RunResult(config=config, data_fingerprint=paper.data_fingerprint, history=history,
                      best=dict(best), last=dict(history[-1]), test={}, timings=timings,
                      device=run_device(history, paper.device), stopped_early=len(history) < len(paper.history),
-                     per_user=None if per_user is None else dataclasses.replace(per_user, early_stop=None))
+                     per_user=None if per_user is None else dataclasses.replace(per_user, early_stop=None,
+                                                                                   patience=None, key=None))
 
 
-def _early_stop_best(history: list[dict[str, float]], config: RunConfig) -> int:
+def early_stop_best(history: list[dict[str, float]], config: RunConfig) -> int:
     """The epoch the ``early_stop`` run of ``config`` selects in ``history``."""
     kept = history[:early_stop_epochs(history, config)]
     return kept[select_best(kept, config.monitor, config.min_delta)]["epoch"]

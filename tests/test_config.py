@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from mmlrepro.config import LABEL_FIELDS, SCHEMA_VERSION, RunConfig
+from mmlrepro.config import KEY_SCHEMA, LABEL_FIELDS, RunConfig
 from mmlrepro.data import synthetic
 from mmlrepro.train import train
 
@@ -38,7 +38,7 @@ def test_key_names_the_data_and_the_schema():
     other = synthetic(120, 150, seed=4).fingerprint
     assert FP != other and config().key(FP) != config().key(other)
     identity = config().identity(FP)
-    assert identity["data"] == FP and identity["schema"] == SCHEMA_VERSION
+    assert identity["data"] == FP and identity["schema"] == KEY_SCHEMA   # schema 4 kept schema 3's
     assert not set(LABEL_FIELDS) & set(identity)
     with pytest.raises(ValueError, match="fingerprint"):
         config().key("")

@@ -258,7 +258,8 @@ def fake_per_user(root, config: RunConfig, recall, ndcg) -> None:
 
     (root / "per_user").mkdir(parents=True, exist_ok=True)
     values = {"recall@20": np.asarray(recall, np.float32), "ndcg@20": np.asarray(ndcg, np.float32)}
-    save_per_user(PerUser(np.arange(len(recall)), values), root / "per_user" / f"{cat.catalogue_key(config)}.npz")
+    key = cat.catalogue_key(config)
+    save_per_user(PerUser(np.arange(len(recall)), values), root / "per_user" / f"{key}.npz", key=key)
 
 
 def _table2_pair(root, ccl, mml, seeds=(2019,)):

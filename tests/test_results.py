@@ -96,7 +96,7 @@ def test_force_retrains_and_sets_the_old_record_aside(tmp_path):
 
 @pytest.mark.parametrize("content, why", [
     ("not json {", "does not parse"),
-    ('{"schema": 3}', "lacks"),
+    (f'{{"schema": {SCHEMA_VERSION}}}', "lacks"),
     ("[1, 2]", "not a JSON object"),
 ])
 def test_a_bad_store_file_is_reported_treated_as_missing_and_set_aside(tmp_path, content, why):

@@ -129,7 +129,8 @@ def store_overview(groups: list[str], n_seeds: int, results_dir: str | None = No
     from mmlrepro.linear import linear_grid
     from mmlrepro.report import _at_a_glance
     from mmlrepro.results import ResultsStore
-    from mmlrepro.runner import estimate_minutes, missing_runs
+    from mmlrepro.runner import missing_runs
+    from mmlrepro.runtimes import estimate_minutes
 
     datasets = list(datasets or DATASETS)
     store = ResultsStore(results_dir, log=None)
@@ -157,7 +158,7 @@ def store_overview(groups: list[str], n_seeds: int, results_dir: str | None = No
               '`make reproduce ARGS="--profile quick"`.', ""]
     trained = [g for g in groups if g != "linear"]
     todo = missing_runs(trained, "paper", n_seeds, results_dir, datasets) if trained else []
-    minutes = estimate_minutes(todo, results_dir)
+    minutes = estimate_minutes(todo, store.records())
     known = [m for m in minutes if m is not None]
     lines.append(f"`--profile paper` would train {len(todo)} runs the store lacks for {', '.join(trained) or 'no group'} "
                  f"({n_seeds} seed{'s' if n_seeds > 1 else ''}): about {sum(known) / 60:.0f} hours by the stored "

@@ -342,25 +342,12 @@ def _cause(err: BaseException) -> BaseException:
 
 
 def expected_seconds(store: ResultsStore, configs: list[RunConfig]) -> dict[str, float | None]:
-    """Each config's expected training + evaluation seconds (by label), from the store's runs
-    of the same profile, dataset, model, loss and N (else of the same profile, dataset and model);
-    None when the store holds none alike."""
-    def kinds(c: dict[str, Any] | RunConfig) -> tuple[tuple, tuple]:
-        get = c.get if isinstance(c, dict) else lambda k: getattr(c, k)
-        return ((get("profile"), get("dataset"), get("model"), get("loss"), get("n_negatives")),
-                (get("profile"), get("dataset"), get("model")))
+    """Each config's expected training + evaluation seconds (by label), by the one cost rule
+    (:func:`mmlrepro.runtimes.estimate_minutes`); None when the store holds nothing alike."""
+    from mmlrepro.runtimes import estimate_minutes
 
-    seconds: dict[tuple, list[float]] = {}
-    for record in store.records():
-        if record.get("provenance", {}).get("derived_from"):
-            continue
-        for kind in kinds(record["config"]):
-            seconds.setdefault(kind, []).append(record["timings"]["train_s"] + record["timings"]["eval_s"])
-    out: dict[str, float | None] = {}
-    for config in configs:
-        alike = next((seconds[k] for k in kinds(config) if k in seconds), None)
-        out[config.label()] = sum(alike) / len(alike) if alike else None
-    return out
+    minutes = estimate_minutes(configs, store.records())
+    return {c.label(): None if m is None else m * 60 for c, m in zip(configs, minutes, strict=True)}
 
 
 def _eta(left: list[RunConfig], expected: dict[str, float | None], walls: list[float], slots: int) -> str:

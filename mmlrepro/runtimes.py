@@ -1,19 +1,20 @@
-"""What the paper profile costs on a CPU, from the timings the store holds (the README's runtimes).
+"""What runs cost, from the timings the store holds: the one rule behind every estimate.
 
-Only runs of the ``paper`` profile (SPEC §8) trained on a CPU count: a run read off its "N" twin
-(SPEC §6) cost nothing, and a GPU run says nothing about the CPU. A CPU run's ``device`` is
-``"<model name> (<k> threads)"`` (:func:`mmlrepro.devices.device_name`); a run resumed on another
-thread count names each stretch and still counts as a CPU run.
+:func:`estimate_minutes` is the cost of a plan's runs (``reproduce`` without a GPU, the ETA of
+``reproduce --jobs K``, the README's runtimes): a run's seconds per epoch (training + evaluation)
+are the mean of the stored trained runs of its profile, dataset, model, loss and N; without one,
+a line in N fitted to the stored runs of its profile, dataset and model (their mean when they
+have a single N); None when there is none. That times its ``epochs``. An early-stopped run
+without lr cuts whose "N" twin is stored or earlier in the plan costs 0: it is read off the
+twin (SPEC §6). A stored run read off its twin (``derived_from``) is never a timing.
+
+The stored runs ran on whatever devices their records name; ``cpu_only`` keeps the runs trained
+on a CPU (a CPU run's ``device`` is ``"<model name> (<k> threads)"``,
+:func:`mmlrepro.devices.device_name`; a run resumed on another thread count names each stretch).
 
 - :func:`paper_run`: minutes of one complete paper run (100 epochs, N negatives), median and range
-  over the stored ones.
-- :func:`paper_profile`: a **lower bound** on the hours the whole planned paper profile takes on
-  such a CPU, one run at a time. Each run the plan trains costs its epochs times the seconds per
-  epoch of the stored runs of its kind (dataset, model, loss, N); a run with no stored run of its
-  kind is counted at the cheapest stored run of its dataset and model at the largest N below its
-  own (an epoch costs more with more negatives, so this never overestimates), and a run with no
-  such run is counted as 0 and reported. An early-stopped run is counted at its fewest epochs
-  (1 + patience), an honest run at the share of train it keeps.
+  over the stored CPU ones.
+- :func:`paper_profile`: the CPU hours of the whole planned paper profile, one run at a time.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mmlrepro import catalogue as cat
-from mmlrepro.results import load_results
+from mmlrepro.results import ResultsStore, load_results
 
 THREADS = re.compile(r"(.+) \((\d+) threads\)")  # one stretch of a CPU run's device
 
@@ -59,21 +61,6 @@ def paper_run(runs: pd.DataFrame, n_negatives: int = 100) -> dict[str, Any]:
             "threads": sorted({int(m.group(2)) for m in found if m})}
 
 
-def _epoch_cost(cpu: pd.DataFrame, config: Any) -> tuple[float, str]:
-    """Seconds per epoch for ``config`` and how it was found: "kind", "bound" or "none"."""
-    if cpu.empty:
-        return 0.0, "none"
-    same = cpu[(cpu["dataset"] == config.dataset) & (cpu["model"] == config.model)]
-    kind = same[(same["loss"] == config.loss) & (same["n_negatives"] == config.n_negatives)]
-    if not kind.empty:
-        return float(kind["s_per_epoch"].mean()), "kind"
-    fewer = same[same["n_negatives"] <= config.n_negatives]
-    if fewer.empty:
-        return 0.0, "none"
-    at = fewer[fewer["n_negatives"] == fewer["n_negatives"].max()]
-    return float(at.groupby("loss")["s_per_epoch"].mean().min()), "bound"
-
-
 def planned_training(seeds: dict[str, int] | None = None) -> list[Any]:
     """The paper-profile runs the plan trains: every catalogue group with its planned seeds
     (REPRODUCTION.md's plan by default), one per key, without the early-stopped runs read off
@@ -86,39 +73,84 @@ def planned_training(seeds: dict[str, int] | None = None) -> list[Any]:
     return [c for c in by_key.values() if not (c.selection == "early_stop" and not c.lr_reduce)]
 
 
-def paper_profile(runs: pd.DataFrame, seeds: dict[str, int] | None = None) -> dict[str, Any]:
-    """Lower bound on the CPU hours of the planned paper profile (module docstring): ``runs``
-    (to train), ``hours`` (the bound), and per way of costing a run (``kind``, ``bound``,
-    ``none``) how many runs and hours."""
-    cpu = trained_cpu_runs(runs)
-    parts = {way: {"runs": 0, "hours": 0.0} for way in ("kind", "bound", "none")}
-    for config in planned_training(seeds):
-        seconds, way = _epoch_cost(cpu, config)
-        epochs = 1 + config.patience if config.selection == "early_stop" else config.epochs
-        share = 1 - config.holdout_fraction if config.selection == "honest" else 1.0
-        parts[way]["runs"] += 1
-        parts[way]["hours"] += seconds * epochs * share / 3600
-    total = sum(p["hours"] for p in parts.values())
-    return {"runs": sum(p["runs"] for p in parts.values()), "hours": total, **parts}
+def _is_cpu(device: str) -> bool:
+    return " threads)" in device
+
+
+def _seconds_per_epoch(records: list[dict[str, Any]], profile: str,
+                       cpu_only: bool) -> dict[tuple, list[tuple[int, float]]]:
+    """Seconds per epoch (training + evaluation) of the trained runs of ``profile``, by
+    (dataset, model, loss, N) and by (dataset, model) with their N."""
+    out: dict[tuple, list[tuple[int, float]]] = {}
+    for r in records:
+        config = r["config"]
+        if (config["profile"] != profile or r.get("provenance", {}).get("derived_from")
+                or not r["history"] or (cpu_only and not _is_cpu(str(r.get("device", ""))))):
+            continue
+        s = (r["timings"]["train_s"] + r["timings"]["eval_s"]) / len(r["history"])
+        n = config["n_negatives"]
+        out.setdefault((config["dataset"], config["model"], config["loss"], n), []).append((n, s))
+        out.setdefault((config["dataset"], config["model"]), []).append((n, s))
+    return out
+
+
+def estimate_minutes(configs: list[Any], records: list[dict[str, Any]],
+                     cpu_only: bool = False) -> list[float | None]:
+    """Estimated minutes of each run of ``configs`` (a plan, in order) from the stored
+    ``records`` (``ResultsStore.records()``), by the module's rule."""
+    held = {r["key"] for r in records}
+    timings = {p: _seconds_per_epoch(records, p, cpu_only) for p in {c.profile for c in configs}}
+    planned: set[str] = set()
+    out: list[float | None] = []
+    for c in configs:
+        twin = cat.catalogue_key(c.replace(selection="paper"))
+        planned.add(cat.catalogue_key(c))
+        if c.selection == "early_stop" and not c.lr_reduce and (twin in held or twin in planned):
+            out.append(0.0)
+            continue
+        same = timings[c.profile].get((c.dataset, c.model, c.loss, c.n_negatives))
+        near = timings[c.profile].get((c.dataset, c.model))
+        if same:
+            s = float(np.mean([v for _, v in same]))
+        elif near and len({n for n, _ in near}) > 1:
+            slope, intercept = np.polyfit([n for n, _ in near], [v for _, v in near], 1)
+            s = float(intercept + slope * c.n_negatives)
+        elif near:
+            s = float(np.mean([v for _, v in near]))
+        else:
+            out.append(None)
+            continue
+        out.append(s * c.epochs / 60)
+    return out
+
+
+def paper_profile(records: list[dict[str, Any]], seeds: dict[str, int] | None = None) -> dict[str, Any]:
+    """CPU hours of the planned paper profile by :func:`estimate_minutes` (CPU runs only):
+    ``runs`` (to train), ``hours`` (of those with an estimate) and ``unknown`` (runs with no
+    stored CPU run of their dataset and model, not counted)."""
+    minutes = estimate_minutes(planned_training(seeds), records, cpu_only=True)
+    known = [m for m in minutes if m is not None]
+    return {"runs": len(minutes), "hours": sum(known) / 60, "unknown": len(minutes) - len(known)}
 
 
 def summary(results_dir: str | Path | None = None) -> str:
     """The README's runtime lines, from the store at ``results_dir`` (the default store if None)."""
     runs = load_results(results_dir, log=None)
-    one, whole = paper_run(runs), paper_profile(runs)
+    one = paper_run(runs)
+    whole = paper_profile(ResultsStore(results_dir, log=None).records())
     if not one["runs"]:
         return "No complete paper-profile run trained on a CPU is stored yet."
     lo, hi = one["threads"][0], one["threads"][-1]
     threads = f"{lo}–{hi}" if lo != hi else f"{lo}"
-    kind, bound, none = whole["kind"], whole["bound"], whole["none"]
+    unknown = (f"; {whole['unknown']} runs with no stored CPU run of their dataset and model "
+               "are not counted" if whole["unknown"] else "")
     return (f"One paper run (100 epochs, N = 100): median {one['median']:.0f} min, "
             f"{one['min']:.0f}–{one['max']:.0f} min over {one['runs']} stored CPU runs "
             f"({', '.join(one['cpus'])}; {threads} threads).\n"
-            f"The whole paper profile ({whole['runs']} runs to train, one at a time): more than "
-            f"{whole['hours']:.0f} hours ({whole['hours'] / 24:.0f} days): {kind['hours']:.0f} h "
-            f"for the {kind['runs']} runs with stored runs of their kind (at their mean cost), at "
-            f"least {bound['hours']:.0f} h for the {bound['runs']} runs counted at the cost of "
-            f"fewer negatives, and {none['runs']} runs with no stored run to go by, not counted.")
+            f"The whole paper profile ({whole['runs']} runs to train, one at a time): about "
+            f"{whole['hours']:.0f} hours ({whole['hours'] / 24:.0f} days) on such a CPU by the stored "
+            f"timings (runs of a kind not yet stored: a line in N through their dataset and model's "
+            f"runs){unknown}.")
 
 
 if __name__ == "__main__":

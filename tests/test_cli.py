@@ -195,7 +195,7 @@ def test_the_plan_is_estimated_from_the_stored_timings(tmp_path):
     from mmlrepro.catalogue import paper_config
     from mmlrepro.data import KNOWN_FINGERPRINTS
     from mmlrepro.results import ResultsStore, RunResult
-    from mmlrepro.runner import estimate_minutes
+    from mmlrepro.runtimes import estimate_minutes
 
     def put(config, s_per_epoch, epochs=4):
         history = [{"epoch": i, "recall@20": 0.1, "train_s": s_per_epoch - 1, "eval_s": 1.0} for i in range(1, epochs + 1)]
@@ -211,7 +211,7 @@ def test_the_plan_is_estimated_from_the_stored_timings(tmp_path):
             paper_config("gowalla", "mf", "mml", seed=2020),
             paper_config("gowalla", "mf", "mml", seed=2020, selection="early_stop"),  # its twin is planned
             paper_config("yelp2018", "mf", "mml", selection="early_stop", lr_reduce=True)]
-    got = estimate_minutes(plan, tmp_path)
+    got = estimate_minutes(plan, ResultsStore(tmp_path).records())
     assert got[0] == pytest.approx(20.0 * 100 / 60)
     slope = (55.0 - 20.0) / 90                                  # least squares through (10, 20), (100, 50), (100, 60)
     assert got[1] == pytest.approx((20.0 + slope * 390) * 100 / 60)

@@ -799,15 +799,17 @@ def figure_png(fig: Figure, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
-VERDICT_MARKS = (("holds", "✓"), ("does not hold", "✗"))
-
-
 def mark_verdicts(claims: pd.DataFrame) -> pd.DataFrame:
-    """``claims`` with each verdict prefixed by ✓ (holds), ✗ (does not hold) or – (missing), so the
-    verdict survives where colours do not (a notebook as GitHub renders it)."""
-    def mark(verdict: str) -> str:
-        symbol = next((s for start, s in VERDICT_MARKS if str(verdict).startswith(start)), "–")
-        return f"{symbol} {verdict}"
-    if claims.empty or "verdict" not in claims:
+    """``claims`` with each evidence level (or verdict) prefixed by ✓ (holds, at any level of
+    :data:`mmlrepro.evidence.HOLDING_LEVELS`), ✗ (does not hold) or – (missing), so the verdict
+    survives where colours do not (a notebook as GitHub renders it)."""
+    from mmlrepro.evidence import FAILS, HOLDING_LEVELS
+
+    def mark(level: str) -> str:
+        level = str(level)
+        symbol = ("✗" if level == FAILS else "✓" if level in HOLDING_LEVELS or level.startswith("holds") else "–")
+        return f"{symbol} {level}"
+    column = "evidence" if "evidence" in claims else "verdict"
+    if claims.empty or column not in claims:
         return claims
-    return claims.assign(verdict=claims["verdict"].map(mark))
+    return claims.assign(**{column: claims[column].map(mark)})

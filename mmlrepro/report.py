@@ -109,13 +109,16 @@ def paper_table(table: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
     columns, dataset, metric, reported, ``reproduced`` as "mean ± h" (h: the half-width of the
     95 % t-interval over seeds, shown from 2 seeds), seeds, profile, device,
     ``rel. diff`` in % and ``within ±5%``."""
-    out = table[cell_cols + ["dataset", "metric", "reported"]].copy()
+    paper = "reported" in table
+    out = table[cell_cols + ["dataset", "metric"] + (["reported"] if paper else [])].copy()
     out["reproduced"] = table.apply(_mean_std, axis=1)
     out["seeds"] = table["seeds"].fillna(0).astype(int)
     out["profile"] = table["profile"]
     out["device"] = table["device"].fillna("")
-    out["rel. diff"] = table["rel_diff"].map(lambda v: "–" if pd.isna(v) else f"{v * 100:+.1f}%")
-    out["within ±5%"] = table["within_5pct"]
+    if paper:
+        out["rel. diff"] = table["rel_diff"].map(lambda v: "–" if pd.isna(v) else f"{v * 100:+.1f}%")
+        out["within ±5%"] = table["within_5pct"]
+        out["evidence"] = table["evidence"]
     return out
 
 
@@ -198,7 +201,7 @@ def _section(title: str, group: str, profile: str, results_dir: Any, cell_cols: 
     table = res["table"]
     if cell_cols is not None:
         lines.append(markdown_table(_paper_table(table, cell_cols)))
-        missed = table[table["within_5pct"] == "no"]
+        missed = table[table["within_5pct"] == "no"] if "within_5pct" in table else table.iloc[0:0]
         if len(missed):
             lines.append(f"{len(missed)} of {len(table)} cells miss the ±5% band. The runs' settings, "
                          "checked field by field against SPEC §8:\n")
@@ -229,30 +232,9 @@ def _section(title: str, group: str, profile: str, results_dir: Any, cell_cols: 
     return lines
 
 
-def _cell_name(row: pd.Series) -> str:
-    """``MF + CCL, ES = Y, yelp2018 recall@20`` (Table 2) or ``hinge, gowalla ndcg@20`` (Table 3)."""
-    loss = ex.LOSS_NAMES.get(row["loss"], row["loss"])
-    what = f"{ex.MODEL_NAMES[row['model']]} + {loss}, ES = {row['early_stop']}" if "model" in row else loss
-    return f"{what}, {row['dataset']} {row['metric']}"
-
-
 def _at_a_glance(results_dir: Any) -> list[str]:
-    """MML Tables 2 and 3 with the paper profile in a few lines: cells with a run, within ±5%, the
-    largest difference, and the claims' verdicts."""
-    lines = []
-    for group, title in (("table2", "MML Table 2"), ("table3", "MML Table 3")):
-        res = ex.compare(group, "paper", results_dir)
-        table, claims = res["table"], res["claims"]
-        done = table[table["within_5pct"] != "missing"]
-        line = f"- **{title}**: {len(done)} of {len(table)} numbers have a paper-profile run"
-        if len(done):
-            worst = done.loc[done["rel_diff"].abs().idxmax()]
-            line += (f", {int((done['within_5pct'] == 'yes').sum())} of them within ±5% of the paper "
-                     f"(largest difference {worst['rel_diff']:+.1%}: {_cell_name(worst)})")
-        verdicts = claims["verdict"].value_counts()
-        line += "; claims: " + ", ".join(f"{n} {v}" for v, n in verdicts.items()) + ".\n"
-        lines.append(line)
-    return ["## At a glance (paper profile)\n", "\n".join(lines)]
+    """The paper-profile result per artefact, by evidence level (:func:`mmlrepro.glance.at_a_glance`)."""
+    return ["## At a glance (paper profile)\n", ex.at_a_glance(results_dir).markdown()]
 
 
 def _stopping_rules_section(results_dir: Any) -> list[str]:

@@ -93,10 +93,11 @@ def test_compare_table3_relative_differences_and_claims(tmp_path):
     assert row["within_5pct"] == "yes" and row["seeds"] == 2
     yelp = table[(table.dataset == "yelp2018")]
     assert (yelp["within_5pct"] == "missing").all()
-    claims = out["claims"].set_index("claim")["verdict"]
+    claims = out["claims"].set_index("claim")["evidence"]
     # two seeds, no per-user values: Welch's test on the seed means only, Holm over the table
-    assert claims["Table 3: gowalla recall@20: MML beats MSE"] == "holds (not significant)"
-    assert claims["Gowalla: MML beats CCL and BSL on Recall@20 but trails BSL on NDCG@20"].startswith("holds")
+    assert claims["Table 3: gowalla recall@20: MML beats MSE"] == "not significant"
+    assert out["claims"].set_index("claim")["verdict"][
+        "Gowalla: MML beats CCL and BSL on Recall@20 but trails BSL on NDCG@20"] == "holds"
     assert claims["Table 3: yelp2018 recall@20: MML beats MSE"] == "missing"
     row = out["claims"].set_index("claim").loc["Table 3: gowalla recall@20: MML beats MSE"]
     assert math.isnan(row["p_users"]) and 0 < row["p_seeds"] <= row["p_holm"] <= 1
@@ -109,7 +110,8 @@ def test_compare_figure3_gain_claim(tmp_path):
         fake_run(tmp_path, cat.paper_config("yelp2018", "mf", loss, n_negatives=10), recall, recall)
     claims = cmp.compare("figure3", "paper", tmp_path)["claims"]
     row = claims[claims.claim.str.contains("yelp2018, N = 10: MML beats CCL by \\+19.50% on recall@20")].iloc[0]
-    assert row["verdict"] == "holds (no per-user values)" and row["reproduced"] == "+19.50%"
+    assert row["evidence"] == "untested (no per-user values)" and row["reproduced"] == "+19.50%"
+    assert row["vs_paper"] == "ours +19.5% = 1.00 × the paper's +19.5%"
     shown = cmp.claims_display(claims).set_index("claim").loc[row["claim"]]
     assert shown["95% interval (users)"] == "no per-user values" and shown["p users"] == "–"
     assert shown["gain"] == "+19.50%"
@@ -280,13 +282,13 @@ def test_a_planted_gain_is_significant_and_identical_runs_are_not(tmp_path):
     base = rng.uniform(0, 0.6, 3000).astype(np.float32)
     planted = np.clip(base + rng.normal(0.03, 0.05, 3000), 0, 1).astype(np.float32)
     row = _table2_pair(tmp_path / "planted", base, planted)
-    assert row["verdict"] == "holds (significant)" and row["p_users"] < 1e-6
+    assert row["evidence"] == "significant over users, 1 seed" and row["p_users"] < 1e-6
     assert row["ci_low_pct"] > 0 and row["ci_low_pct"] < row["gain_pct"] < row["ci_high_pct"]
     assert math.isnan(row["p_seeds"])                                  # one seed a side
     same = _table2_pair(tmp_path / "same", base, base.copy())
-    assert same["gain_pct"] == 0 and same["p_users"] == 1.0 and same["verdict"] == "holds (not significant)"
+    assert same["gain_pct"] == 0 and same["p_users"] == 1.0 and same["evidence"] == "not significant"
     worse = _table2_pair(tmp_path / "worse", planted, base)
-    assert worse["verdict"] == "does not hold" and worse["gain_pct"] < 0
+    assert worse["evidence"] == worse["verdict"] == "does not hold" and worse["gain_pct"] < 0
 
 
 def test_claims_use_the_larger_p_of_users_and_seeds_and_holm_over_the_table(tmp_path):
@@ -339,7 +341,7 @@ def test_without_per_user_values_the_smallest_gain_decides_a_claim_of_several_pa
     row = cmp.compare("table3", "paper", tmp_path)["claims"].set_index("claim").loc[
         "Table 3: gowalla recall@20: MML beats BPR, hinge, softmax CE, MSE and CCL"]
     assert row["gain_pct"] == pytest.approx(100 * (0.18 / 0.179 - 1))      # CCL, the best of them
-    assert row["verdict"] == "holds (no per-user values)" and "best of them 0.1790" in row["reproduced"]
+    assert row["evidence"] == "untested (no per-user values)" and "best of them 0.1790" in row["reproduced"]
 
 
 def test_lr_reduce_runs_stand_beside_the_plain_early_stopped_ones_and_the_paper(tmp_path):
@@ -421,9 +423,9 @@ def test_the_report_opens_with_the_paper_tables_at_a_glance(tmp_path):
         fake_run(tmp_path, cat.paper_config("gowalla", "mf", loss), rep[(loss, "gowalla", "recall@20")] * metric_scale,
                  rep[(loss, "gowalla", "ndcg@20")])
     report = render_report(tmp_path, tmp_path / "figures", tmp_path)
-    glance = report.split("## At a glance (paper profile)\n", 1)[1].split("## Reading the numbers", 1)[0]
-    assert "**MML Table 3**: 4 of 28 numbers have a paper-profile run, 3 of them within ±5% of the paper " \
-           "(largest difference +8.0%: CCL, gowalla recall@20)" in glance
-    assert "**MML Table 2**: 4 of 32 numbers" in glance        # MF CCL and MML Gowalla "N" are Table 2 cells too
+    glance = report.split("## At a glance (paper profile)\n", 1)[1].split("\n## ", 1)[0]
+    assert "| numbers (paper value ±5 %) | 28 | agrees at 1 seed: 3 · differs at 1 seed: 1 · missing: 24 |" in glance
+    assert "Table 3: 1 number differs by more than ±5 % (largest +8.0%: CCL, gowalla recall@20)" in glance
+    assert "| numbers (paper value ±5 %) | 32 | agrees at 1 seed: 3 · differs at 1 seed: 1 · missing: 28 |" in glance
     fake_run(tmp_path / "quick", cat.paper_config("gowalla", "mf", "mml", profile="quick"), 0.1, 0.08)
     assert "At a glance" not in render_report(tmp_path / "quick", tmp_path / "figures", tmp_path)

@@ -166,7 +166,7 @@ def runs_vs_reported(group: str, profile: str = PAPER, results_dir: str | Path |
         raise ValueError(f"runs_vs_reported: only the paper profile stands beside the paper's numbers, "
                          f"got {profile!r} ({QUICK_LABEL})")
     cells = CELL_COLUMNS[group]
-    columns = [*cells, "label", "dataset", "metric", "seed", "reproduced", "reported", "rel_diff"]
+    columns = [*cells, "label", "dataset", "metric", "seed", "reproduced", "reported", "rel_diff", "profile"]
     runs = group_runs(group, profile, results_dir)
     if runs.empty:
         return pd.DataFrame(columns=columns)
@@ -174,6 +174,7 @@ def runs_vs_reported(group: str, profile: str = PAPER, results_dir: str | Path |
                      var_name="metric", value_name="reproduced")
     out = long.merge(reported_frame(group), on=[*cells, "dataset", "metric"], how="left")
     out["rel_diff"] = out["reproduced"] / out["reported"] - 1
+    out["profile"] = profile
     out["label"] = out.apply(cell_label, axis=1, group=group)
     out["order"] = out["metric"].map(METRICS.index)
     first = ("model",) if "model" in cells else ()
@@ -204,6 +205,7 @@ def learning_curves(group: str, profile: str, results_dir: str | Path | None = N
         run["early_stop"] = "Y" if run["selection"] == "early_stop" else "N"
         run["model_name"] = MODEL_NAMES.get(run["model"], run["model"])
         run["label"] = f"{run['model_name']} · {run['loss_name']}"
+        run["profile"] = profile
         history = record["history"]
         lr_cuts = bool(config.get("lr_reduce"))
         run["stop_epoch"] = (len(history) if run["selection"] == "early_stop" or lr_cuts
@@ -214,7 +216,7 @@ def learning_curves(group: str, profile: str, results_dir: str | Path | None = N
             rows.append({**run, "epoch": epoch["epoch"], "train_loss": epoch["loss"],
                          **{m: epoch[m] for m in ("recall@20", "ndcg@20", "recall@50", "ndcg@50") if m in epoch}})
     columns = ["dataset", "model", "model_name", "loss", "loss_name", "selection", "early_stop", "n_negatives",
-               "seed", "label", "epoch", "train_loss", *METRICS, "stop_epoch", "paper_stop_epoch"]
+               "seed", "label", "epoch", "train_loss", *METRICS, "stop_epoch", "paper_stop_epoch", "profile"]
     if not rows:
         return pd.DataFrame(columns=columns)
     return in_loss_order(pd.DataFrame(rows), ["dataset", "model", "seed", "epoch"])

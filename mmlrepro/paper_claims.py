@@ -370,5 +370,6 @@ def seed_noise(profile: str, results_dir: str | Path | None = None) -> pd.DataFr
                 "std_mml": std_mml, "std_base": std_base,
                 "noise": float(np.hypot(std_mml, std_base))})
     out = pd.DataFrame(rows)
+    out["profile"] = profile
     out["paper_gap_in_sd"] = out["paper_gap"] / out["noise"]
     return out

@@ -105,7 +105,7 @@ def default_profile() -> tuple[str, str]:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from mmlrepro.comparison import claims_display, compare
+    from mmlrepro.comparison import QUICK_LABEL, claims_display, compare
     from mmlrepro.jobs import Workers
     from mmlrepro.runner import run_missing
 
@@ -122,6 +122,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 device=args.device, data_dir=args.data_dir, max_minutes=args.max_minutes,
                 refresh_per_user=args.refresh_per_user, workers=workers,
                 log=lambda line: print(line, flush=True))
+    if profile != "paper" and not args.no_compare:
+        print(f"\n{profile} profile: {QUICK_LABEL}; its tables are not set beside the paper's numbers")
     for group in [] if args.no_compare else [g for g in groups if g != "linear"]:
         tables = compare(group, profile, args.results_dir)
         print(f"\n== {group} [{profile}] ==")
@@ -134,8 +136,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from mmlrepro.report import write_report
 
-    path = write_report(args.output, results_dir=args.results_dir, figures_dir=args.figures_dir)
-    print(f"wrote {path}")
+    path = write_report(args.output, results_dir=args.results_dir, figures_dir=args.figures_dir,
+                        readme=args.readme)
+    print(f"wrote {path}, {path.with_name(f'{path.stem}_APPENDIX{path.suffix}')} and the at-a-glance block "
+          "of the README (where it has the markers)")
     return 0
 
 
@@ -237,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="REPRODUCTION.md")
     p.add_argument("--results-dir", default=None, help="results store (default: results/)")
     p.add_argument("--figures-dir", default="figures")
+    p.add_argument("--readme", default=None,
+                   help="README whose at-a-glance block (between its markers) is rewritten "
+                        "(default: README.md beside --output)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("notebooks", help="execute the notebooks headless with papermill")

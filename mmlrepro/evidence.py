@@ -23,7 +23,8 @@ claims counted once. Evidence levels of a claim (:data:`CLAIM_LEVELS`):
 - "untested (no per-user values)": the claimed sign, a part that cannot be tested (one seed and
   no per-user values); the tests of its other parts are still shown (:attr:`Claim.parts_text`);
 - "no test (a rule on the numbers)": a claim that is a rule on numbers alone (e.g. a stop epoch);
-- "does not hold": a part with the wrong sign, or the claim's rule fails;
+- "does not hold": a part with the wrong sign (even if another part lacks runs), or the claim's
+  rule fails;
 - "missing": runs missing.
 
 A claim about a gain the paper gives also says how ours compares (:attr:`Claim.vs_paper`): whether
@@ -193,14 +194,14 @@ class Claim:
 
     @property
     def decides(self) -> PartTest | None:
-        """The part that decides: the one with the most negative gain if any has the wrong sign,
-        else the one with the largest p-value (an untestable part first), the smallest gain among
-        equals; None when missing or a rule alone."""
+        """The part that decides: the one with the most negative gain if any part with runs has
+        the wrong sign, else the one with the largest p-value (an untestable part first), the
+        smallest gain among equals; None when runs are missing or for a rule alone."""
+        wrong = [t for t in self.tests if not t.missing and t.gain < 0]
+        if wrong:
+            return min(wrong, key=lambda t: t.gain)
         if self.missing or not self.tests:
             return None
-        wrong = [t for t in self.tests if not t.gain >= 0]
-        if wrong:
-            return min(wrong, key=lambda t: -math.inf if math.isnan(t.gain) else t.gain)
         return max(self.tests, key=lambda t: (math.inf if math.isnan(t.p) else t.p, -t.gain))
 
     @property
@@ -217,7 +218,10 @@ class Claim:
 
     @property
     def holds(self) -> bool | None:
-        """None when missing, else whether every part has the claimed sign and the rule holds."""
+        """False when a part with runs has the wrong sign (whatever the other parts: the claim
+        needs every part), else None when runs are missing, else whether the rule holds."""
+        if any(not t.missing and t.gain < 0 for t in self.tests):
+            return False
         if self.missing:
             return None
         return bool(self.rule) and all(t.gain >= 0 for t in self.tests)

@@ -165,7 +165,8 @@ def _fails(r: dict) -> str | None:
     if bad.empty:
         return None
     listed = f" ({'; '.join(bad['claim'])})" if len(bad) <= 2 else ""
-    return f"{len(bad)} of {r['n']} {_claims_name(r)} do not hold{listed}"
+    verb = "does not hold" if len(bad) == 1 else "do not hold"
+    return f"{len(bad)} of {r['n']} {_claims_name(r)} {verb}{listed}"
 
 
 def _missing(r: dict) -> str | None:

@@ -153,15 +153,19 @@ def test_the_at_a_glance_counts(store):
     f3 = glance.table("Figure 3").set_index("what")
     assert f3.loc["points present", "n"] == "3 / 36"
     assert f3.loc["points present", "evidence"].startswith("at 1 seed: 2 · at 3 seeds: 1 · missing: 33 (by N: 10: 0/6")
-    assert f3.loc["claims", "evidence"] == "missing: 12"
+    # Yelp2018 N = 100: CCL's Recall@20 above MML's decides "MML ≥ CCL and BSL for N ≤ 100" although
+    # its other N lack runs
+    assert f3.loc["claims", "evidence"] == "does not hold: 1 · missing: 11"
     assert glance.holds.startswith("Table 3: 13 of 28 numbers within ±5 % (reproduced (3 seeds, within ±5 %): 2 · "
                                    "agrees at 1 seed: 11), 5 of 9 claims hold")
     assert glance.fails.startswith("Table 3: 3 numbers differ by more than ±5 % (largest -10.0%") or \
         glance.fails.startswith("Table 3: 3 numbers differ by more than ±5 % (largest +10.0%")
-    assert "1 of 9 claims do not hold (Table 3: yelp2018 recall@20: MML beats BPR" in glance.fails
+    assert "1 of 9 claims does not hold (Table 3: yelp2018 recall@20: MML beats BPR" in glance.fails
+    assert glance.fails.endswith("Figure 3: 1 of 12 claims does not hold (Figure 3, yelp2018, recall@20: MML ≥ CCL "
+                                 "and BSL for N ≤ 100).")
     assert glance.missing == ("Table 3: 12 of 28 numbers have no run, 12 of 28 numbers have fewer than 3 seeds, "
                               "3 of 9 claims lack runs, 1 of 9 claims untested (no per-user values); "
-                              "Figure 3: 33 of 36 points (none at N = 10, 50, 200, 400, 800), 12 of 12 claims "
+                              "Figure 3: 33 of 36 points (none at N = 10, 50, 200, 400, 800), 11 of 12 claims "
                               "lack runs.")
     text = glance.markdown()
     assert text.startswith("| Table 3 | n | evidence |\n|---|---|---|\n| numbers (paper value ±5 %) | 28 |")
@@ -226,3 +230,50 @@ def test_holm_counts_a_comparison_made_by_two_claims_once():
     assert adjusted == pytest.approx([0.02, 0.02, 0.02])      # m = 2 distinct comparisons, not 3
     frame = ev.claims_frame(claims)
     assert list(frame["p_holm"]) == pytest.approx(adjusted) and list(frame["verdict"]) == ["holds"] * 3
+
+
+def test_a_part_with_the_wrong_sign_decides_even_when_another_part_lacks_runs():
+    absent = ev.PartTest(*[float("nan")] * 5, True)
+    c = ev.Claim("c", "", (_part("a", "b"), _part("a", "c")), (_test(-0.054), absent))
+    assert c.evidence == c.verdict == "does not hold" and c.decides.gain == -0.054
+    assert ev.Claim("c", "", (_part("a", "b"), _part("a", "c")), (_test(0.05), absent)).evidence == "missing"
+    # a rule computed on missing numbers does not decide: the claim is missing
+    assert ev.Claim("c", "", (_part("a", "b"),), (absent,), rule=False).evidence == "missing"
+
+
+def test_write_report_rewrites_the_readme_block_and_writes_the_appendix(store, tmp_path, monkeypatch):
+    from mmlrepro import report
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\nintro\n<!-- at-a-glance:start -->\nold\n<!-- at-a-glance:end -->\nrest\n")
+    monkeypatch.setattr(report, "git_commit", lambda: "abc123")
+    out = report.write_report(tmp_path / "REPRODUCTION.md", store, tmp_path / "figures")
+    text = readme.read_text()
+    block = text.split("<!-- at-a-glance:start -->\n", 1)[1].split("<!-- at-a-glance:end -->", 1)[0]
+    assert text.startswith("# x\n\nintro\n") and text.endswith("<!-- at-a-glance:end -->\nrest\n")
+    assert "\nold\n" not in text and len(block.splitlines()) <= 40 and "from commit `abc123`" in block
+    assert "| Table 3 | n | evidence |" in block and "**What is missing**" in block
+    assert "![MML Table 3: reproduced vs reported](figures/table3_reproduced_vs_reported_paper.png)" in block
+    assert (tmp_path / "figures" / "table3_reproduced_vs_reported_paper.png").exists()
+    appendix = (tmp_path / "REPRODUCTION_APPENDIX.md").read_text()
+    assert "## What the store holds" in appendix and "Runs not yet done [paper]" in appendix
+    assert "from commit `abc123`" in out.read_text()
+    monkeypatch.setattr(report, "git_commit", lambda: "abc123-dirty")
+    assert "from uncommitted changes (on top of commit `abc123`)" in report.render_report(
+        store, tmp_path / "figures", tmp_path)
+    plain = tmp_path / "plain.md"            # no markers: left as it is
+    plain.write_text("# y\n")
+    assert not report.update_readme(plain, "block") and plain.read_text() == "# y\n"
+
+
+def test_the_quick_profile_is_never_set_beside_the_paper_in_the_report(tmp_path):
+    from mmlrepro.report import render_appendix
+
+    for loss in ("mml", "ccl"):
+        store_run(tmp_path, cat.paper_config("gowalla", "mf", loss, profile="quick"), 0.05, 0.04)
+    text = render_appendix(tmp_path, tmp_path / "figures", tmp_path)
+    quick = text.split("## Quick profile", 1)[1]
+    assert "does not preserve the paper's orders" in quick
+    assert "reported" not in quick and "rel. diff" not in quick and "holds" not in quick
+    assert "| MML | – | – | 0.0500 | 0.0400 | 1 |" in quick
+    assert "No paper-profile run is in the store yet" in render_report(tmp_path, tmp_path / "figures", tmp_path)

@@ -12,7 +12,7 @@ from mmlrepro import runner
 from mmlrepro.config import SCHEMA_VERSION, RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS
 from mmlrepro.files import atomic_write_json
-from mmlrepro.report import markdown_table, render_report
+from mmlrepro.report import markdown_table, render_appendix, render_report
 
 
 def fake_run(root, config: RunConfig, recall: float, ndcg: float, device: str = "fake-gpu", test=None,
@@ -121,9 +121,12 @@ def test_report_renders_from_the_store(tmp_path):
     for loss in ("ccl", "mml"):
         fake_run(tmp_path, cat.paper_config("gowalla", "mf", loss), 0.17, 0.14)
     text = render_report(tmp_path, figures_dir=tmp_path / "figures", out_dir=tmp_path)
-    assert "MML Table 2" in text and "MML Table 3" in text and "Runs not yet done [paper]" in text
-    assert "| mf | mml | N | gowalla | recall@20 | 0.1816 | 0.1700 |" in text
-    assert "-6.4%" in text  # (0.17 - 0.1816) / 0.1816
+    assert "MML Table 2" in text and "MML Table 3" in text
+    # the paper's wide layout: per dataset and metric the paper's number beside ours
+    assert "| MF | MML | N | 0.0702 | – | 0.0580 | – | 0.1816 | 0.1700 (-6.4%) | 0.1435 | 0.1400 (-2.4%) |" in text
+    assert "fake-gpu" not in text.split("| MF | MML | N |")[1].split("\n")[0]   # devices: a footnote
+    assert "_Devices of these runs: fake-gpu._" in text
+    assert "Runs not yet done [paper]" in render_appendix(tmp_path, tmp_path / "figures", tmp_path)
 
 
 def test_markdown_table():
@@ -174,7 +177,7 @@ def test_missing_section_says_done_only_when_every_planned_run_is_stored(tmp_pat
 
 
 def test_run_costs_come_from_the_stored_timings_of_trained_runs(tmp_path):
-    from mmlrepro.report import render_report, run_costs
+    from mmlrepro.report import run_costs
     from mmlrepro.results import load_results
 
     for seed in (2019, 2020):
@@ -191,7 +194,7 @@ def test_run_costs_come_from_the_stored_timings_of_trained_runs(tmp_path):
     assert row["train s/epoch"] == pytest.approx(1.0 / 3) and row["eval s/epoch"] == pytest.approx(0.5 / 3)
     assert row["min/run"] == pytest.approx(1.5 / 60)
     assert run_costs(runs, "quick").empty
-    assert "min/run" in render_report(tmp_path, tmp_path / "figures", tmp_path)
+    assert "min/run" in render_appendix(tmp_path, tmp_path / "figures", tmp_path)
 
 
 def test_the_spec_check_is_independent_of_the_catalogue(monkeypatch):
@@ -359,7 +362,7 @@ def test_lr_reduce_runs_stand_beside_the_plain_early_stopped_ones_and_the_paper(
     assert len(claims) == 2   # only yelp2018 CCL has an lr_reduce run
     assert claims.filter(like="stops nearer").iloc[0] == "holds"          # 17 is nearer 19 than 35
     assert claims.filter(like="within ±5%").iloc[0] == "does not hold"     # NDCG +7%
-    assert "Early stopping with SimpleX's lr schedule" in render_report(tmp_path, tmp_path / "figures", tmp_path)
+    assert "early stopping with SimpleX's lr schedule" in render_report(tmp_path, tmp_path / "figures", tmp_path)
 
 
 def test_lr_reduce_quick_runs_make_no_claim_and_the_report_says_why(tmp_path):
@@ -367,7 +370,7 @@ def test_lr_reduce_quick_runs_make_no_claim_and_the_report_says_why(tmp_path):
                                         lr_reduce=True, group="lr_reduce"), 0.03, 0.02, epoch=4)
     out = cmp.compare("lr_reduce", "quick", tmp_path)
     assert len(out["table"]) == 2 and out["claims"].empty
-    report = render_report(tmp_path, tmp_path / "figures", tmp_path)
+    report = render_appendix(tmp_path, tmp_path / "figures", tmp_path)
     assert "last 4 epochs, too few for the stopping rule (patience 3)" in report
 
 
@@ -411,7 +414,7 @@ def test_stopping_rules_are_read_off_the_es_n_histories_and_scored_against_the_p
     assert by_rule.loc[(cmp.OWN_MONITOR, 3, 1e-4), "max_abs_rel_diff"] == pytest.approx(max(
         abs(h[m] / rep[("mf", loss, "Y", "yelp2018", m)] - 1)
         for loss, h in (("ccl", history(1.0)[15]), ("mml", chosen)) for m in cmp.METRICS))
-    report = render_report(tmp_path, tmp_path / "figures", tmp_path)
+    report = render_appendix(tmp_path, tmp_path / "figures", tmp_path)
     assert "Which early-stopping rule gives the paper's stop epochs?" in report
     assert "SPEC §6's rule (monitor run's own, patience 3, min_delta 1e-06) stops 21.0 epochs" in report
     assert cmp.stopping_rules("paper", tmp_path / "empty").empty

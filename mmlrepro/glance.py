@@ -63,7 +63,7 @@ def _cell_name(row: pd.Series) -> str:
     return f"{what}, {row['dataset']} {row['metric']}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Glance:
     """The at-a-glance view: ``frame`` has one row per artefact row (``artefact``, ``what``,
     ``n``, ``evidence`` (the counts by level as text), ``levels`` (a list, one per number / point /
@@ -91,6 +91,9 @@ class Glance:
             out += [f"| {r.what} | {r.n} | {r.evidence} |" for r in self.table(artefact).itertuples()]
             out.append("")
         return "\n".join(out + [f"- {line}" for line in self.lines]) + "\n"
+
+    def __repr__(self) -> str:
+        return self.markdown()
 
     def _repr_html_(self) -> str:
         tables = "".join(f"<h4>{html.escape(a)}</h4>" + self.table(a).to_html(index=False)

@@ -41,6 +41,10 @@ def _gain(a: float, b: float) -> float:
     return (a / b - 1.0) * 100.0 if b else float("nan")
 
 
+def _n_seeds(runs: pd.DataFrame) -> int:
+    return int(runs["seed"].nunique()) if "seed" in runs else 0
+
+
 def _paper_gain(rep: pd.DataFrame, a: dict[str, Any], b: dict[str, Any]) -> float:
     """The paper's gain (a fraction) of cell ``a`` over cell ``b`` in a reported frame."""
     def value(where: dict[str, Any]) -> float:
@@ -246,8 +250,9 @@ def _compare_li2023(profile: str, results_dir) -> dict[str, pd.DataFrame]:
                 deb = cells["mean"].max() if len(cells) else float("nan")
                 deb_runs = (rows_of(runs, dataset=d, loss=biased, hp_tau_plus=cells.loc[cells["mean"].idxmax(), "hp_tau_plus"])
                             if len(cells) else runs.iloc[0:0])
+                seeds = f"{_n_seeds(deb_runs)} vs {_n_seeds(base_runs)} seeds"
                 claims.append(claim(tester, f"Li 2023, {d}, {metric}: debiased {name} ≥ {name}",
-                                    f"best debiased {deb:.4f} vs {base:.4f} ({_gain(deb, base):+.1f}%)",
+                                    f"best debiased {deb:.4f} vs {base:.4f} ({_gain(deb, base):+.1f}%; {seeds})",
                                     [Part(deb_runs, base_runs, metric, f"debiased {name} > {name}")]))
     return _result(agg, claims, profile)
 

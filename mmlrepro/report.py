@@ -391,7 +391,7 @@ def _devices_note(table: pd.DataFrame) -> str:
     return ("_Devices of these runs: " + "; ".join(devices) + "._\n") if devices else ""
 
 
-def _epoch_one_note(group: str, results_dir: Any) -> str:
+def epoch_one_note(group: str, results_dir: Any) -> str:
     """The paper-profile runs of ``group`` that select epoch 1 (no later epoch beats it), so their
     numbers are first-epoch, best-on-test numbers; where their learning curves are shown."""
     runs = ex.group_runs(group, "paper", results_dir)
@@ -423,7 +423,7 @@ def _paper_group_section(title: str, group: str, results_dir: Any, cell_cols: li
         lines.append(f"{len(missed)} of {len(table)} numbers miss the ±5% band. The runs' settings, "
                      "checked field by field against SPEC §8:\n")
         lines.append("\n".join(_spec_checks(group, "paper", results_dir)) + "\n")
-    lines.append(_epoch_one_note(group, results_dir))
+    lines.append(epoch_one_note(group, results_dir))
     lines += _claims_lines(res["claims"])
     if not res.get("stops", pd.DataFrame()).empty:
         lines.append("\nEarly-stopped runs: the epoch each stopped after (one per seed) and its selected "
@@ -645,7 +645,7 @@ def _quick_section(results_dir: Any, figures_dir: Path, out_dir: Path) -> list[s
     for title, group, cells in (("Table 2 cells", "table2", ["model", "loss", "early_stop"]),
                                 ("Table 3 cells", "table3", ["loss"])):
         table = ex.compare(group, profile, results_dir)["table"]
-        lines += [f"### {title} [{profile}]\n", markdown_table(_quick_wide(table, cells))]
+        lines += [f"### {title} [{profile}]\n", markdown_table(means_table(table, cells))]
     fig3 = ex.compare("figure3", profile, results_dir)["table"]
     lines += [f"### Figure 3 points [{profile}]\n", markdown_table(figure3_wide(fig3))]
     lines += _figure3_figures(profile, results_dir, figures_dir, out_dir)
@@ -657,7 +657,7 @@ def _quick_section(results_dir: Any, figures_dir: Path, out_dir: Path) -> list[s
     return lines + _missing(profile, results_dir, runs)
 
 
-def _quick_wide(table: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
+def means_table(table: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
     """A quick Table 2 / 3 with one row per cell: "mean ± h" per dataset and metric, seeds."""
     rows = []
     for keys, sub in table.groupby(cell_cols, sort=False):

@@ -127,6 +127,8 @@ def _suptitle(fig: Figure, title: str, caption: str) -> None:
     fig.suptitle(f"{title} [{caption}]" if caption else title, fontweight="bold")
 
 
+# Datasets in greys (the tables' order), so that no colour of LOSS_COLORS means a dataset.
+DATASET_COLORS = ((0.15, 0.15, 0.15), (0.6, 0.6, 0.6), (0.4, 0.4, 0.4))
 WEIGHT_CMAP = sns.color_palette("flare", as_cmap=True)  # gradient weight: orange to purple
 _STYLE = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.9),
           "axes.titleweight": "bold", "legend.frameon": False}
@@ -415,7 +417,7 @@ def plot_distributions(datasets) -> Figure:
     datasets = sorted(datasets, key=lambda ds: order.index(ds.name))
     fig = _new_figure(10.0, 3.8)
     axes = fig.subplots(1, 2)
-    colors = sns.color_palette("deep", len(datasets))
+    colors = [DATASET_COLORS[i % len(DATASET_COLORS)] for i in range(len(datasets))]
     for ds, color in zip(datasets, colors, strict=True):
         pop = np.sort(ds.item_popularity())[::-1]
         pop = pop[pop > 0]
@@ -731,7 +733,7 @@ def plot_gap_vs_noise(df: pd.DataFrame, label: str = "label", panels: str = "met
         ax.scatter(sub["paper_gap"], y, marker="D", color="black", s=30, zorder=5,
                    label="paper's gap")
         ax.scatter(sub["reproduced_gap"], y, color=loss_color("MML"), s=30, zorder=6,
-                   label="reproduced gap")
+                   label="our gap (MML vs the baseline)")
         ax.axvline(0, color="0.4", lw=0.8)
         ax.set_yticks(y, [str(o) for o in order])
         ax.set_xlabel("MML vs baseline (%)")

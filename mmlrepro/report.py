@@ -384,7 +384,7 @@ def wide_table(table: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _devices_note(table: pd.DataFrame) -> str:
+def devices_note(table: pd.DataFrame) -> str:
     """The devices of a table's runs, for a footnote (one entry per distinct device string)."""
     devices = sorted({re.sub(r" \(epochs [^)]*\)", "", d).strip() for v in table["device"].dropna()
                       for d in re.split(r", |; ", str(v)) if d})
@@ -417,7 +417,7 @@ def _paper_group_section(title: str, group: str, results_dir: Any, cell_cols: li
     table = res["table"]
     lines = [f"## {title} [paper profile]\n", markdown_table(wide_table(table, cell_cols)),
              "Ours: the mean over seeds (± the half-width of its 95 % interval from 2 seeds on) and its "
-             "difference from the paper's number.\n", _devices_note(table)]
+             "difference from the paper's number.\n", devices_note(table)]
     missed = table[table["within_5pct"] == "no"]
     if len(missed):
         lines.append(f"{len(missed)} of {len(table)} numbers miss the ±5% band. The runs' settings, "
@@ -582,7 +582,7 @@ def _control_section(title: str, group: str, results_dir: Any) -> list[str]:
     else:
         lines.append(markdown_table(_shown(table)))
         if "device" in table:
-            lines.append(_devices_note(table))
+            lines.append(devices_note(table))
     if group == "lr_reduce":
         lines.append(LR_REDUCE_NOTE)
     return lines + _claims_lines(res["claims"], all_rows=False)

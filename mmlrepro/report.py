@@ -391,16 +391,17 @@ def devices_note(table: pd.DataFrame) -> str:
     return ("_Devices of these runs: " + "; ".join(devices) + "._\n") if devices else ""
 
 
-def epoch_one_note(group: str, results_dir: Any) -> str:
+def epoch_one_note(group: str, results_dir: Any, where: str | None = None) -> str:
     """The paper-profile runs of ``group`` that select epoch 1 (no later epoch beats it), so their
-    numbers are first-epoch, best-on-test numbers; where their learning curves are shown."""
+    numbers are first-epoch, best-on-test numbers; ``where`` their learning curves are shown
+    (default: the group's notebook)."""
     runs = ex.group_runs(group, "paper", results_dir)
     if runs.empty:
         return ""
     first = runs[(runs["best_epoch"] == 1) & (runs["epochs_run"] > 1)]
     if first.empty:
         return ""
-    notebook = {"table2": "notebook 03", "table3": "notebook 04"}.get(group, "the notebooks")
+    notebook = where or "in " + {"table2": "notebook 03", "table3": "notebook 04"}.get(group, "the notebooks")
     said = []
     for d, sub in first.groupby("dataset", sort=False):
         names = ", ".join(dict.fromkeys(f"{ex.MODEL_NAMES[m]} + {ex.LOSS_NAMES.get(loss, loss)}"
@@ -408,7 +409,7 @@ def epoch_one_note(group: str, results_dir: Any) -> str:
         said.append(f"on {d}, {names}")
     return ("**Epoch-1 selections**: " + "; ".join(said) + " select epoch 1 (no later epoch beats it on "
             "the test split), so their agreement with the paper is a first-epoch, best-on-test number; "
-            f"their learning curves are in {notebook}.\n")
+            f"their learning curves are {notebook}.\n")
 
 
 def _paper_group_section(title: str, group: str, results_dir: Any, cell_cols: list[str]) -> list[str]:

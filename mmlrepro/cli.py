@@ -126,8 +126,8 @@ def store_overview(groups: list[str], n_seeds: int, results_dir: str | None = No
     for ``groups`` and how long that would take by the stored timings, and how to start."""
     from mmlrepro.agreement import PAPER_EPOCHS, agreement, quick_share
     from mmlrepro.catalogue import DATASETS, QUICK
+    from mmlrepro.glance import at_a_glance
     from mmlrepro.linear import linear_grid
-    from mmlrepro.report import _at_a_glance
     from mmlrepro.results import ResultsStore
     from mmlrepro.runner import missing_runs
     from mmlrepro.runtimes import estimate_minutes
@@ -135,7 +135,7 @@ def store_overview(groups: list[str], n_seeds: int, results_dir: str | None = No
     datasets = list(datasets or DATASETS)
     store = ResultsStore(results_dir, log=None)
     lines = [f"What the store ({store.root}) holds at the paper profile (SPEC §8: full data, 100 epochs):", ""]
-    lines += [line.rstrip() for line in _at_a_glance(results_dir)[1].split("\n") if line.strip()]
+    lines += [line.rstrip() for line in at_a_glance(results_dir).markdown().split("\n") if line.strip()]
     paper = agreement("paper", [PAPER_EPOCHS], results_dir)
     kept = int(paper["agrees"].sum())
     seeds = sorted({r["config"]["seed"] for r in store.records() if r["config"]["profile"] == "paper"})
@@ -179,7 +179,7 @@ def store_overview(groups: list[str], n_seeds: int, results_dir: str | None = No
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from mmlrepro.comparison import claims_display, compare
+    from mmlrepro.comparison import QUICK_LABEL, claims_display, compare
     from mmlrepro.jobs import Workers
     from mmlrepro.runner import run_missing
 
@@ -213,6 +213,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 device=args.device, data_dir=args.data_dir, max_minutes=args.max_minutes,
                 refresh_per_user=args.refresh_per_user, workers=workers,
                 log=lambda line: print(line, flush=True))
+    if profile != "paper" and not args.no_compare:
+        print(f"\n{profile} profile: {QUICK_LABEL}; its tables are not set beside the paper's numbers")
     for group in [] if args.no_compare else [g for g in groups if g != "linear"]:
         tables = compare(group, profile, args.results_dir)
         print(f"\n== {group} [{profile}] ==")
@@ -234,8 +236,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from mmlrepro.report import write_report
 
-    path = write_report(args.output, results_dir=args.results_dir, figures_dir=args.figures_dir)
-    print(f"wrote {path}")
+    path = write_report(args.output, results_dir=args.results_dir, figures_dir=args.figures_dir,
+                        readme=args.readme)
+    print(f"wrote {path}, {path.with_name(f'{path.stem}_APPENDIX{path.suffix}')} and the at-a-glance block "
+          "of the README (where it has the markers)")
     return 0
 
 
@@ -362,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="REPRODUCTION.md")
     p.add_argument("--results-dir", default=None, help="results store (default: results/)")
     p.add_argument("--figures-dir", default="figures")
+    p.add_argument("--readme", default=None,
+                   help="README whose at-a-glance block (between its markers) is rewritten "
+                        "(default: README.md beside --output)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("notebooks", help="execute the notebooks headless with papermill")

@@ -109,7 +109,10 @@ def runs_caption(df: pd.DataFrame, lines: Sequence[str] = (),
     groups of the ``lines`` columns, a range when they differ), then ``title_suffix``."""
     parts = []
     if "profile" in df.columns and df["profile"].notna().any():
-        parts.append(" + ".join(dict.fromkeys(df["profile"].dropna().astype(str))) + " profile")
+        profiles = list(dict.fromkeys(df["profile"].dropna().astype(str)))
+        parts.append(" + ".join(profiles) + " profile")
+        if any(p != "paper" for p in profiles):
+            parts.append("pipeline run, not the paper's orders")
     if "seed" in df.columns and df["seed"].notna().any():
         keys = [c for c in lines if c in df.columns]
         per_line = df.groupby(keys, sort=False)["seed"].nunique() if keys else \
@@ -125,6 +128,8 @@ def _suptitle(fig: Figure, title: str, caption: str) -> None:
     fig.suptitle(f"{title} [{caption}]" if caption else title, fontweight="bold")
 
 
+# Datasets in greys (the tables' order), so that no colour of LOSS_COLORS means a dataset.
+DATASET_COLORS = ((0.15, 0.15, 0.15), (0.6, 0.6, 0.6), (0.4, 0.4, 0.4))
 WEIGHT_CMAP = sns.color_palette("flare", as_cmap=True)  # gradient weight: orange to purple
 _STYLE = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.9),
           "axes.titleweight": "bold", "legend.frameon": False}
@@ -413,7 +418,7 @@ def plot_distributions(datasets) -> Figure:
     datasets = sorted(datasets, key=lambda ds: order.index(ds.name))
     fig = _new_figure(10.0, 3.8)
     axes = fig.subplots(1, 2)
-    colors = sns.color_palette("deep", len(datasets))
+    colors = [DATASET_COLORS[i % len(DATASET_COLORS)] for i in range(len(datasets))]
     for ds, color in zip(datasets, colors, strict=True):
         pop = np.sort(ds.item_popularity())[::-1]
         pop = pop[pop > 0]
@@ -485,28 +490,37 @@ def plot_metric_vs_negatives(df: pd.DataFrame, metric: str = "recall@20",
     return fig
 
 
+BAND_COLOR = "0.88"   # the ±5 % band around the paper's number (SPEC §10)
+
+
 @_styled
 def plot_reproduced_vs_reported(df: pd.DataFrame, label: str = "label",
                                 value: str = "reproduced", reported: str = "reported",
                                 panels: Sequence[str] = ("metric", "dataset"), hue: str = "loss",
                                 title_suffix: str | None = None) -> Figure:
-    """Reproduced numbers as horizontal bars (mean over the rows of a label, i.e. over seeds,
-    with a ±sd error bar, the relative difference to the paper written on the bar) and the
-    paper's numbers as black diamonds (none where ``reported`` is NaN), one panel per
-    combination of the ``panels`` columns present in ``df`` (rows: the first, columns: the
-    second, datasets in the tables' order). A bar has the :func:`loss_color` of its ``hue``
-    column (the loss; the label itself when the frame has no such column). The title gives the
-    profile and the seeds per bar (:func:`runs_caption`, then ``title_suffix``)."""
+    """Reproduced against reported as a dot plot of the relative difference
+    ``value / reported − 1`` (%): per ``label`` (a cell) a small dot per row (a seed) and a large
+    dot at their mean, in the :func:`loss_color` of its ``hue`` column (the loss; the label itself
+    when the frame has no such column), over a grey band of ±5 % (SPEC §10's tolerance) around 0,
+    the paper's number. One panel per combination of the ``panels`` columns present in ``df``
+    (rows: the first, columns: the second, datasets in the tables' order); rows without a
+    ``reported`` number are left out. The title gives the profile and the seeds per cell
+    (:func:`runs_caption`, then ``title_suffix``)."""
     _require(df, [label, value, reported], "plot_reproduced_vs_reported")
+    df = df[df[reported].notna() & (df[reported] != 0)]
+    _require(df, [label], "plot_reproduced_vs_reported (rows with a reported number)")
+    df = df.assign(rel_pct=100 * (df[value] / df[reported] - 1), **{label: df[label].astype(str)})
     present = [p for p in panels if p in df.columns]
     row_keys = dataset_order(df[present[0]]) if present else [None]
     col_keys = dataset_order(df[present[1]]) if len(present) > 1 else [None]
-    order = [str(o) for o in dict.fromkeys(df[label])]
+    order = list(dict.fromkeys(df[label]))
     key = hue if hue in df.columns else label
-    loss_of = df.assign(**{label: df[label].astype(str)}).groupby(label, sort=False)[key].first()
+    loss_of = df.groupby(label, sort=False)[key].first()
     palette = {name: loss_color(loss_of[name]) for name in order}
-    fig = _new_figure(4.2 * len(col_keys), 1.4 + 0.38 * len(order) * len(row_keys) + 0.6)
-    axes = fig.subplots(len(row_keys), len(col_keys), squeeze=False, sharey=True)
+    reach = max(8.0, float(np.nanmax(np.abs(df["rel_pct"]))) * 1.15)
+    fig = _new_figure(3.6 * len(col_keys) + 1.2, 1.2 + 0.3 * len(order) * len(row_keys) + 0.6)
+    axes = fig.subplots(len(row_keys), len(col_keys), squeeze=False, sharey=True, sharex=True)
+    y_of = {name: i for i, name in enumerate(order)}
     for i, rk in enumerate(row_keys):
         for j, ck in enumerate(col_keys):
             ax, sub = axes[i, j], df
@@ -514,45 +528,59 @@ def plot_reproduced_vs_reported(df: pd.DataFrame, label: str = "label",
                 sub = sub[sub[present[0]] == rk]
             if ck is not None:
                 sub = sub[sub[present[1]] == ck]
-            sub = sub.assign(**{label: sub[label].astype(str)})
-            sns.barplot(data=sub, y=label, x=value, order=order, hue=label,
-                        palette=palette, saturation=1.0, errorbar="sd", ax=ax, alpha=0.85,
-                        legend=False)
-            rep = sub.groupby(label, sort=False)[reported].first().reindex(order).to_numpy(
-                dtype=float)
-            mean = sub.groupby(label, sort=False)[value].mean().reindex(order).to_numpy(
-                dtype=float)
-            ax.scatter(rep, np.arange(len(order)), marker="D", s=36, color="black", zorder=5,
-                       label="reported (paper)")
-            for y, (ours, paper) in enumerate(zip(mean, rep, strict=True)):
-                if np.isfinite(ours) and np.isfinite(paper) and paper != 0:
-                    ax.text(ours * 0.98, y, f"{ours / paper - 1:+.1%}", ha="right",
-                            va="center", fontsize=8, color="white", fontweight="bold")
-            title = " · ".join(str(k) for k in (ck, rk) if k is not None)
-            ax.set_title(title)
-            ax.set_xlabel(str(rk) if rk is not None else value)
-            ax.set_ylabel("")
+            ax.axvspan(-5, 5, color=BAND_COLOR, zorder=0, label="±5 % of the paper")
+            ax.axvline(0, color="black", lw=0.8, zorder=1, label="the paper's number")
+            ax.scatter(sub["rel_pct"], sub[label].map(y_of), s=12, zorder=3, alpha=0.6,
+                       color=[palette[n] for n in sub[label]])
+            mean = sub.groupby(label, sort=False)["rel_pct"].mean()
+            ax.scatter(mean.to_numpy(), mean.index.map(y_of), s=46, zorder=4, edgecolors="black",
+                       linewidths=0.6, color=[palette[n] for n in mean.index])
+            ax.set_yticks(range(len(order)), order)
+            ax.set_xlim(-reach, reach)
+            ax.set_title(" · ".join(str(k) for k in (ck, rk) if k is not None))
+            ax.set_xlabel("reproduced / reported − 1 (%)")
+    axes[0, 0].invert_yaxis()     # shared y axis: first cell on top
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles[-1:], ["reported (paper); bar text: reproduced vs reported"],
-               loc="outside lower center", fontsize=8)
+    fig.legend(handles[:2], labels[:2], loc="outside lower center", ncols=2, fontsize=8)
     _suptitle(fig, "Reproduced vs reported", runs_caption(df, [label, *present], title_suffix))
     return fig
 
 
+def _grid_edge(values: Sequence[float], best: float, name: str) -> str:
+    """", the edge of the λ grid (1.0–1.3)" when ``best`` is the first or last of ≥ 3 values."""
+    values = sorted(values)
+    if len(values) >= 3 and best in (values[0], values[-1]):
+        return f", the edge of the {name} grid ({values[0]:g}–{values[-1]:g})"
+    return ""
+
+
 @_styled
 def plot_heatmap(df: pd.DataFrame, index: str, columns: str, values: str,
-                 fmt: str = ".4f", title: str | None = None, cmap: str = "viridis") -> Figure:
+                 fmt: str = ".4f", title: str | None = None, cmap: str = "viridis",
+                 names: dict[str, str] | None = None, caption: str | None = None) -> Figure:
     """Annotated heatmap of ``values`` (mean over duplicate cells, e.g. seeds) on an
-    ``index`` × ``columns`` grid, the best cell outlined (e.g. the InfoNCE+ λ × ε sweep)."""
+    ``index`` × ``columns`` grid, the best cell outlined (e.g. the InfoNCE+ λ × ε sweep), and a
+    line under the title saying where the optimum lies: "best at λ = 1.3, ε = 0, the edge of
+    the λ grid (1.0–1.3)" (the edge named for a dimension of ≥ 3 values: the optimum may lie
+    beyond the grid). ``names`` gives the axes' display names (``{"hp_lam": "λ"}``);
+    ``caption`` (e.g. "paper profile · 1 seed") goes in the title's brackets."""
     _require(df, [index, columns, values], "plot_heatmap")
+    names = names or {}
     grid = df.pivot_table(index=index, columns=columns, values=values, aggfunc="mean")
-    fig = _new_figure(1.2 + 1.0 * grid.shape[1], 1.0 + 0.55 * grid.shape[0])
+    fig = _new_figure(1.6 + 1.0 * grid.shape[1], 1.4 + 0.55 * grid.shape[0])
     ax = fig.add_subplot()
     sns.heatmap(grid, annot=True, fmt=fmt, cmap=cmap, ax=ax, cbar_kws={"label": values},
                 linewidths=0.5, linecolor="white")
     best = np.unravel_index(np.nanargmax(grid.to_numpy(dtype=float)), grid.shape)
     ax.add_patch(mpl.patches.Rectangle((best[1], best[0]), 1, 1, fill=False, ec="red", lw=2.5))
-    ax.set_title(title or f"{values} over {index} × {columns}")
+    row, col = grid.index[best[0]], grid.columns[best[1]]
+    iname, cname = names.get(index, index), names.get(columns, columns)
+    where = (f"best at {iname} = {row:g}, {cname} = {col:g}" + _grid_edge(list(grid.index), row, iname)
+             + _grid_edge(list(grid.columns), col, cname))
+    ax.set_ylabel(iname)
+    ax.set_xlabel(cname)
+    head = title or f"{values} over {iname} × {cname}"
+    ax.set_title(f"{head}{f' [{caption}]' if caption else ''}\n{where}")
     return fig
 
 
@@ -610,6 +638,37 @@ def _selected_epoch(line: pd.DataFrame, x: str, metric: str, dataset: str) -> tu
     return epoch, float(mean.loc[epoch, metric])
 
 
+# Early-stop marks on learning curves: (column of comparison.learning_curves, marker, face, legend)
+STOP_MARKS = (("stop_epoch", "X", "0.35", "our early stop (SPEC §6 rule)"),
+              ("paper_stop_epoch", "v", "white", "the paper's early stop"))
+
+
+def _has(df: pd.DataFrame, column: str) -> bool:
+    return column in df.columns and df[column].notna().any()
+
+
+def _mark_stops(ax, sub: pd.DataFrame, lines: list[str], x: str, metric: str, palette, hue: str) -> None:
+    """On each line, where the early-stopping rule ends it (``stop_epoch``: ours; an early-stopped
+    run's last epoch) and where the paper's early-stopped run stopped (``paper_stop_epoch``),
+    at the line's mean ``metric`` of that epoch (the last epoch drawn if the line is shorter)."""
+    for column, marker, face, _ in STOP_MARKS:
+        if not _has(sub, column):
+            continue
+        points = []
+        for _, line in sub.groupby(lines, sort=False):
+            stop = line[column].dropna()
+            if stop.empty:
+                continue
+            mean = line.groupby(x, sort=True)[metric].mean()
+            epoch = min(float(stop.mean()), float(mean.index.max()))
+            at = mean.index[np.searchsorted(mean.index.to_numpy(dtype=float), epoch, side="left")]
+            points.append((at, float(mean.loc[at]), palette[line[hue].iloc[0]]))
+        if points:
+            ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, s=55, zorder=6,
+                       color=[p[2] if face != "white" else "white" for p in points],
+                       edgecolors=[p[2] for p in points] if face == "white" else "black", linewidths=1.2)
+
+
 @_styled
 def plot_learning_curves(df: pd.DataFrame, metric: str = "recall@20", x: str = "epoch",
                          hue: str = "loss_name", style: str | None = "model",
@@ -634,6 +693,7 @@ def plot_learning_curves(df: pd.DataFrame, metric: str = "recall@20", x: str = "
         sub = df[df[col] == panel]
         sns.lineplot(data=sub, x=x, y=metric, hue=hue, hue_order=hue_order, style=style,
                      style_order=style_order, palette=palette, errorbar=("pi", 100), ax=ax)
+        _mark_stops(ax, sub, lines, x, metric, palette, hue)
         best = [(*_selected_epoch(line, x, metric, str(panel)), palette[line[hue].iloc[0]])
                 for _, line in sub.groupby(lines, sort=False)]
         ax.scatter([b[0] for b in best], [b[1] for b in best], color=[b[2] for b in best],
@@ -644,7 +704,9 @@ def plot_learning_curves(df: pd.DataFrame, metric: str = "recall@20", x: str = "
         ax.set_ylim(0, None)
     dot = Line2D([], [], ls="", marker="o", markersize=5, color="0.35", markeredgecolor="black",
                  label="selected epoch")
-    _figure_legend(fig, axes, extra=[dot], rename={"loss_name": "loss", "model_name": "model"})
+    extra = [dot] + [Line2D([], [], ls="", marker=m, markersize=7, color="0.35", markerfacecolor=f,
+                            label=text) for column, m, f, text in STOP_MARKS if _has(df, column)]
+    _figure_legend(fig, axes, extra=extra, rename={"loss_name": "loss", "model_name": "model"})
     _suptitle(fig, f"{metric} per epoch", runs_caption(df, [*lines, col], title_suffix))
     return fig
 
@@ -672,7 +734,7 @@ def plot_gap_vs_noise(df: pd.DataFrame, label: str = "label", panels: str = "met
         ax.scatter(sub["paper_gap"], y, marker="D", color="black", s=30, zorder=5,
                    label="paper's gap")
         ax.scatter(sub["reproduced_gap"], y, color=loss_color("MML"), s=30, zorder=6,
-                   label="reproduced gap")
+                   label="our gap (MML vs the baseline)")
         ax.axvline(0, color="0.4", lw=0.8)
         ax.set_yticks(y, [str(o) for o in order])
         ax.set_xlabel("MML vs baseline (%)")
@@ -800,18 +862,20 @@ def figure_png(fig: Figure, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
-VERDICT_MARKS = (("holds", "✓"), ("does not hold", "✗"))
-
-
 def mark_verdicts(claims: pd.DataFrame) -> pd.DataFrame:
-    """``claims`` with each verdict prefixed by ✓ (holds), ✗ (does not hold) or – (missing), so the
-    verdict survives where colours do not (a notebook as GitHub renders it)."""
-    def mark(verdict: str) -> str:
-        symbol = next((s for start, s in VERDICT_MARKS if str(verdict).startswith(start)), "–")
-        return f"{symbol} {verdict}"
-    if claims.empty or "verdict" not in claims:
+    """``claims`` with each evidence level (or verdict) prefixed by ✓ (holds, at any level of
+    :data:`mmlrepro.evidence.HOLDING_LEVELS`), ✗ (does not hold) or – (missing), so the verdict
+    survives where colours do not (a notebook as GitHub renders it)."""
+    from mmlrepro.evidence import FAILS, HOLDING_LEVELS
+
+    def mark(level: str) -> str:
+        level = str(level)
+        symbol = ("✗" if level == FAILS else "✓" if level in HOLDING_LEVELS or level.startswith("holds") else "–")
+        return f"{symbol} {level}"
+    column = "evidence" if "evidence" in claims else "verdict"
+    if claims.empty or column not in claims:
         return claims
-    return claims.assign(verdict=claims["verdict"].map(mark))
+    return claims.assign(**{column: claims[column].map(mark)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -836,11 +900,11 @@ def plot_truncated_agreement(curve: pd.DataFrame, quick: float | None = None,
     for i, artefact in enumerate(c[len("agree_"):] for c in curve.columns
                                  if c.startswith("agree_") and c != "agree_of_full"):
         ax.plot(e, curve[f"agree_{artefact}"] / curve[f"orderings_{artefact}"], lw=1.4,
-                ls=(0, (1 + 2 * i, 2 + i)), color=_PALETTE[i], label=f"{artefact} ({int(curve[f'orderings_{artefact}'].iloc[0])})")
+                ls=(0, (1 + 2 * i, 2 + i)), color=str(0.2 + 0.15 * i), label=f"{artefact} ({int(curve[f'orderings_{artefact}'].iloc[0])})")
     if budget is not None:
         ax.axvspan(0.5, budget + 0.5, color="0.9", zorder=0, label=f"E ≤ {budget:g} (a short profile's budget)")
     if quick is not None:
-        ax.axhline(quick, ls="--", color=_PALETTE[3], lw=1.2,
+        ax.axhline(quick, ls="--", color="0.35", lw=1.2,
                    label=f"quick profile, of the full runs' orderings: {quick:.0%}")
     ax.set_xlim(0.5, float(e.max()) + 0.5)
     ax.set_ylim(min(0.45, (quick or 1.0) - 0.05), 1.02)

@@ -1,16 +1,22 @@
-"""REPRODUCTION.md, generated from the results store by ``mmlrepro report`` (never by hand).
+"""REPRODUCTION.md, its appendix and the README's at-a-glance block, generated from the results
+store by ``mmlrepro report`` (never by hand).
 
-Everything in the report is read from the store (``results/runs/*.json``), the catalogue
-(:mod:`mmlrepro.catalogue`) and the comparisons (:mod:`mmlrepro.comparison`). Every paper-profile
-run is checked field by field against SPEC §8 as transcribed apart from the catalogue
-(:mod:`mmlrepro.speccheck`), and the store's health (files that are not valid records, dirty or
-unknown commits) is reported.
+REPRODUCTION.md is short: what holds at a glance (:mod:`mmlrepro.glance`), the paper-profile
+results in the paper's own wide layout (its number beside ours, the devices in a footnote) and
+the claims with their evidence levels (:mod:`mmlrepro.evidence`). REPRODUCTION_APPENDIX.md holds
+the rest: what the store holds, the runs not yet done and their cost, the stopping rules, the
+linear models, the store's health and the quick profile, a pipeline run that does not preserve
+the paper's orders and is never set beside the paper's numbers. Every paper-profile run is
+checked field by field against SPEC §8 as transcribed apart from the catalogue
+(:mod:`mmlrepro.speccheck`). The README's block between :data:`README_START` and
+:data:`README_END` is rewritten with the at-a-glance result.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +26,7 @@ import pandas as pd
 from mmlrepro import catalogue as cat
 from mmlrepro import comparison as ex
 from mmlrepro.files import atomic_write_text, check_writable, check_writable_file
+from mmlrepro.frames import QUICK_LABEL
 from mmlrepro.results import ResultsStore, git_commit, load_results
 from mmlrepro.speccheck import deviations
 from mmlrepro.stats import N_BOOT
@@ -67,13 +74,15 @@ READING = ["## Reading the numbers\n", f"""\
   another training run. A run stored without per-user values shows "no per-user values".
 - **p seeds** is Welch's t-test on the seed means (from two seeds a side): **training noise**.
   With three seeds it has little power; a gain several times the seeds' spread is needed.
-- **The verdict** uses the larger of the two p-values available (a gain must beat both kinds of
-  noise), the largest over the comparisons of a claim of several parts (an intersection-union
-  test), corrected by Holm over the claims of one table: **holds (significant)** at α = 0.05
-  after Holm; **holds (not significant)**: the claimed sign, but within the noise; **holds (no
-  per-user values)**: the claimed sign, with one seed and no per-user values, so nothing can be
-  tested; **does not hold**: the wrong sign (or a further condition of the claim fails, e.g.
-  "within 5 points of the paper's gain"); **missing**: runs missing.
+- **The verdict and its evidence** use the larger of the two p-values available (a gain must beat
+  both kinds of noise), the largest over the comparisons of a claim of several parts (an
+  intersection-union test), corrected by Holm over the claims of one table (a comparison two
+  claims make counted once): **significant (users and seeds)**, **significant over users, 1
+  seed**, **significant over seeds (no per-user values)** at α = 0.05 after Holm; **not
+  significant**: the claimed sign, but within the noise; **untested (no per-user values)**: the
+  claimed sign, but a part has one seed and no per-user values, so it cannot be tested (the other
+  parts' tests are listed); **does not hold**: the wrong sign (or a further condition of the
+  claim fails, e.g. "within 5 points of the paper's gain"); **missing**: runs missing.
 - **What the tests do not cover**: they take the paper's protocol as given: epochs selected
   on the test split (see the `honest` rows for what that costs), one data split, and, for the
   claims about a grid's best cell (Li et al.), the choice of the best cell itself (a winner's
@@ -109,13 +118,16 @@ def paper_table(table: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
     columns, dataset, metric, reported, ``reproduced`` as "mean ± h" (h: the half-width of the
     95 % t-interval over seeds, shown from 2 seeds), seeds, profile, device,
     ``rel. diff`` in % and ``within ±5%``."""
-    out = table[cell_cols + ["dataset", "metric", "reported"]].copy()
+    paper = "reported" in table
+    out = table[cell_cols + ["dataset", "metric"] + (["reported"] if paper else [])].copy()
     out["reproduced"] = table.apply(_mean_std, axis=1)
     out["seeds"] = table["seeds"].fillna(0).astype(int)
     out["profile"] = table["profile"]
     out["device"] = table["device"].fillna("")
-    out["rel. diff"] = table["rel_diff"].map(lambda v: "–" if pd.isna(v) else f"{v * 100:+.1f}%")
-    out["within ±5%"] = table["within_5pct"]
+    if paper:
+        out["rel. diff"] = table["rel_diff"].map(lambda v: "–" if pd.isna(v) else f"{v * 100:+.1f}%")
+        out["within ±5%"] = table["within_5pct"]
+        out["evidence"] = table["evidence"]
     return out
 
 
@@ -163,96 +175,6 @@ def _store_section(results_dir: Any, runs: pd.DataFrame) -> list[str]:
                         + "".join(f"\n  - {c['dataset']}/{c['model']}/{c['loss']}/N{c['n_negatives']}: "
                                   f"{', '.join(d)}" for c, d in bad[:20])))
     return [*lines, ""]
-
-
-def _figure3_section(profile: str, results_dir: Any, figures_dir: Path, out_dir: Path) -> list[str]:
-    res = ex.compare("figure3", profile, results_dir)
-    table = res["table"]
-    lines = [f"### Figure 3: metrics against the number of negatives [{profile}]\n"]
-    if table.empty:
-        return lines + ["No Figure 3 runs in the store yet.\n"]
-    wide = table.copy()
-    wide["value"] = wide.apply(_mean_std, axis=1)
-    wide = wide.pivot_table(index=["dataset", "loss", "metric"], columns="n_negatives", values="value",
-                            aggfunc="first").reset_index()
-    wide.columns = [f"N={c}" if isinstance(c, int | np.integer) else c for c in wide.columns]
-    lines.append(markdown_table(wide))
-    try:
-        from mmlrepro.plots import plot_metric_vs_negatives, save_figure
-
-        runs = ex.group_runs("figure3", profile, results_dir)   # as notebook 05 draws it: one file, one figure
-        for metric in ex.METRICS:
-            fig = plot_metric_vs_negatives(runs.assign(loss=runs["loss_name"]), metric)
-            paths = save_figure(fig, f"figure3_{metric.replace('@', '')}", profile, figures_dir)
-            png = [p for p in paths if str(p).endswith(".png")][0]
-            lines.append(f"![Figure 3 {metric} [{profile}]]({Path(png).resolve().relative_to(out_dir.resolve())})\n")
-    except Exception as err:  # the table above is the result; a figure failure must not hide it
-        lines.append(f"_(figure not drawn: {err})_\n")
-    lines.append(markdown_table(ex.claims_display(res["claims"])))
-    return lines
-
-
-def _section(title: str, group: str, profile: str, results_dir: Any, cell_cols: list[str] | None) -> list[str]:
-    res = ex.compare(group, profile, results_dir)
-    lines = [f"### {title} [{profile}]\n"]
-    table = res["table"]
-    if cell_cols is not None:
-        lines.append(markdown_table(_paper_table(table, cell_cols)))
-        missed = table[table["within_5pct"] == "no"]
-        if len(missed):
-            lines.append(f"{len(missed)} of {len(table)} cells miss the ±5% band. The runs' settings, "
-                         "checked field by field against SPEC §8:\n")
-            lines.append("\n".join(_spec_checks(group, profile, results_dir)) + "\n")
-            if profile != "paper":
-                lines.append(f"These are {profile}-profile runs: the deviations above are the profile's "
-                             "reduction, so the absolute gap says nothing about the paper; only the "
-                             "order of the losses (the claims) is informative.\n")
-    elif not table.empty and "mean" not in table:
-        shown = table.rename(columns={"rel_diff": "rel. diff"})
-        if "rel. diff" in shown:
-            shown["rel. diff"] = shown["rel. diff"].map(lambda v: "–" if pd.isna(v) else f"{v * 100:+.1f}%")
-        lines.append(markdown_table(shown))
-    elif not table.empty:
-        shown = table.copy()
-        shown["value"] = shown.apply(_mean_std, axis=1)
-        shown = shown.drop(columns=[c for c in ("mean", "std", "ci_low", "ci_high") if c in shown.columns])
-        lines.append(markdown_table(shown))
-    else:
-        lines.append("No runs in the store yet.\n")
-    if not res["claims"].empty:
-        lines.append("\nClaims (tests: see *Reading the numbers*):\n\n"
-                     + markdown_table(ex.claims_display(res["claims"])))
-    if not res.get("stops", pd.DataFrame()).empty:
-        lines.append("\nEarly-stopped runs: the epoch each stopped after (one per seed) and its selected "
-                     "epoch, beside the stop epoch the paper's text gives (it does not say for which "
-                     "dataset):\n\n" + markdown_table(res["stops"]))
-    return lines
-
-
-def _cell_name(row: pd.Series) -> str:
-    """``MF + CCL, ES = Y, yelp2018 recall@20`` (Table 2) or ``hinge, gowalla ndcg@20`` (Table 3)."""
-    loss = ex.LOSS_NAMES.get(row["loss"], row["loss"])
-    what = f"{ex.MODEL_NAMES[row['model']]} + {loss}, ES = {row['early_stop']}" if "model" in row else loss
-    return f"{what}, {row['dataset']} {row['metric']}"
-
-
-def _at_a_glance(results_dir: Any) -> list[str]:
-    """MML Tables 2 and 3 with the paper profile in a few lines: cells with a run, within ±5%, the
-    largest difference, and the claims' verdicts."""
-    lines = []
-    for group, title in (("table2", "MML Table 2"), ("table3", "MML Table 3")):
-        res = ex.compare(group, "paper", results_dir)
-        table, claims = res["table"], res["claims"]
-        done = table[table["within_5pct"] != "missing"]
-        line = f"- **{title}**: {len(done)} of {len(table)} numbers have a paper-profile run"
-        if len(done):
-            worst = done.loc[done["rel_diff"].abs().idxmax()]
-            line += (f", {int((done['within_5pct'] == 'yes').sum())} of them within ±5% of the paper "
-                     f"(largest difference {worst['rel_diff']:+.1%}: {_cell_name(worst)})")
-        verdicts = claims["verdict"].value_counts()
-        line += "; claims: " + ", ".join(f"{n} {v}" for v, n in verdicts.items()) + ".\n"
-        lines.append(line)
-    return ["## At a glance (paper profile)\n", "\n".join(lines)]
 
 
 def _stopping_rules_section(results_dir: Any) -> list[str]:
@@ -303,14 +225,21 @@ def _stopping_rules_section(results_dir: Any) -> list[str]:
 
 def _linear_section(results_dir: Any) -> list[str]:
     """EASE / iALS, biased (τ⁺ = 0) vs debiased, and the BARS EASE check (issue 7)."""
+    from mmlrepro.linear import QUICK_ITEMS
+
     runs = ex.linear_results(results_dir)
     lines = ["## Linear models: EASE and iALS, biased vs debiased (Li et al.: \"inherently debiased\")\n"]
     if runs.empty:
         return lines + ["No EASE / iALS runs in `results/linear/` yet.\n"]
-    cols = ["profile", "dataset", "method", "lam", "alpha", "reg", "tau_plus", "recall@20", "ndcg@20", "device"]
-    lines.append(markdown_table(runs.sort_values(["profile", "dataset", "method", "lam", "tau_plus"])[cols]))
+    cols = ["dataset", "method", "lam", "alpha", "reg", "tau_plus", "recall@20", "ndcg@20", "device"]
+    for profile, title in (("paper", "paper profile (full data)"),
+                           ("quick", f"quick profile: {QUICK_LABEL}; the {QUICK_ITEMS:,} most popular items only, "
+                                     "so its numbers are far above the paper profile's")):
+        sub = runs[runs.profile == profile]
+        if len(sub):
+            lines += [f"**{title}**:\n", markdown_table(sub.sort_values(["dataset", "method", "lam", "tau_plus"])[cols])]
     claims = []
-    for (profile, dataset, method), sub in runs.groupby(["profile", "dataset", "method"]):
+    for (profile, dataset, method), sub in runs[runs.profile == "paper"].groupby(["profile", "dataset", "method"]):
         hp = ["lam"] if method == "ease" else ["alpha", "reg"]
         for key, cell in sub.groupby(hp, dropna=False):
             biased = cell[cell.tau_plus == 0.0]["recall@20"]
@@ -404,22 +333,285 @@ def _missing(profile: str, results_dir: Any, runs: pd.DataFrame | None = None) -
     return [*head, *lines, ""]
 
 
+README_START = "<!-- at-a-glance:start -->"
+README_END = "<!-- at-a-glance:end -->"
+README_FIGURE = "table3_reproduced_vs_reported"   # the figure the README's block links to
+GLANCE_MAX_LINES = 40
+_METRIC_SHORT = {"recall@20": "R@20", "ndcg@20": "N@20"}
+
+
+def stamp() -> str:
+    """Which tree the report comes from: ``commit <sha>``, or ``uncommitted changes (on top of
+    <sha>)`` when tracked files differ from it (:func:`mmlrepro.results.git_commit`)."""
+    commit = git_commit()
+    if commit.endswith("-dirty"):
+        return f"uncommitted changes (on top of commit `{commit[:-6]}`)"
+    return f"commit `{commit}`"
+
+
+def _pct(v: float) -> str:
+    return "–" if pd.isna(v) else f"{v * 100:+.1f}%"
+
+
+def _cell_names(cell_cols: list[str], keys: tuple) -> dict[str, str]:
+    """A Table 2 / 3 cell's columns with display names: model, loss, ES."""
+    row = {}
+    for col, key in zip(cell_cols, keys, strict=True):
+        names = {"loss": ex.LOSS_NAMES, "model": ex.MODEL_NAMES}.get(col, {})
+        row[{"early_stop": "ES"}.get(col, col)] = names.get(key, key)
+    return row
+
+
+def wide_table(table: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
+    """A paper-profile Table 2 / Table 3 (``compare(...)["table"]``) in the paper's own layout: one
+    row per cell (the paper's row order), per dataset and metric the paper's number beside ours
+    ("mean ± h (+x.x%)", "–" without runs), and the cell's evidence (:func:`mmlrepro.evidence.cell_level`;
+    the levels counted when its four numbers differ)."""
+    rows = []
+    for keys, sub in table.groupby(cell_cols, sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        row = _cell_names(cell_cols, keys)
+        for d in cat.DATASETS:
+            for metric in ex.METRICS:
+                cell = sub[(sub.dataset == d) & (sub.metric == metric)].iloc[0]
+                name = f"{d} {_METRIC_SHORT[metric]}"
+                row[f"{name} paper"] = f"{cell['reported']:.4f}"
+                ours = _mean_std(cell)
+                row[f"{name} ours"] = "–" if ours == "missing" else f"{ours} ({_pct(cell['rel_diff'])})"
+        levels = sub["evidence"].value_counts()
+        row["evidence"] = levels.index[0] if len(levels) == 1 else "; ".join(f"{v}: {n}" for v, n in levels.items())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def devices_note(table: pd.DataFrame) -> str:
+    """The devices of a table's runs, for a footnote (one entry per distinct device string)."""
+    devices = sorted({re.sub(r" \(epochs [^)]*\)", "", d).strip() for v in table["device"].dropna()
+                      for d in re.split(r", |; ", str(v)) if d})
+    return ("_Devices of these runs: " + "; ".join(devices) + "._\n") if devices else ""
+
+
+def epoch_one_note(group: str, results_dir: Any, where: str | None = None) -> str:
+    """The paper-profile runs of ``group`` that select epoch 1 (no later epoch beats it), so their
+    numbers are first-epoch, best-on-test numbers; ``where`` their learning curves are shown
+    (default: the group's notebook)."""
+    runs = ex.group_runs(group, "paper", results_dir)
+    if runs.empty:
+        return ""
+    first = runs[(runs["best_epoch"] == 1) & (runs["epochs_run"] > 1)]
+    if first.empty:
+        return ""
+    notebook = where or "in " + {"table2": "notebook 03", "table3": "notebook 04"}.get(group, "the notebooks")
+    said = []
+    for d, sub in first.groupby("dataset", sort=False):
+        names = ", ".join(dict.fromkeys(f"{ex.MODEL_NAMES[m]} + {ex.LOSS_NAMES.get(loss, loss)}"
+                                        for m, loss in zip(sub["model"], sub["loss"], strict=True)))
+        said.append(f"on {d}, {names}")
+    return ("**Epoch-1 selections**: " + "; ".join(said) + " select epoch 1 (no later epoch beats it on "
+            "the test split), so their agreement with the paper is a first-epoch, best-on-test number; "
+            f"their learning curves are {notebook}.\n")
+
+
+def _paper_group_section(title: str, group: str, results_dir: Any, cell_cols: list[str]) -> list[str]:
+    """Table 2 or 3 at the paper profile: the wide table, its devices, the claims, the early stops."""
+    res = ex.compare(group, "paper", results_dir)
+    table = res["table"]
+    lines = [f"## {title} [paper profile]\n", markdown_table(wide_table(table, cell_cols)),
+             "Ours: the mean over seeds (± the half-width of its 95 % interval from 2 seeds on) and its "
+             "difference from the paper's number.\n", devices_note(table)]
+    missed = table[table["within_5pct"] == "no"]
+    if len(missed):
+        lines.append(f"{len(missed)} of {len(table)} numbers miss the ±5% band. The runs' settings, "
+                     "checked field by field against SPEC §8:\n")
+        lines.append("\n".join(_spec_checks(group, "paper", results_dir)) + "\n")
+    lines.append(epoch_one_note(group, results_dir))
+    lines += _claims_lines(res["claims"])
+    if not res.get("stops", pd.DataFrame()).empty:
+        lines.append("\nEarly-stopped runs: the epoch each stopped after (one per seed) and its selected "
+                     "epoch, beside the stop epoch the paper's text gives (it does not say for which "
+                     "dataset):\n\n" + markdown_table(res["stops"]))
+    return lines
+
+
+def _claims_lines(claims: pd.DataFrame, all_rows: bool = True) -> list[str]:
+    """The claims with their evidence levels; with ``all_rows`` False, a group whose claims all
+    lack runs is one line."""
+    if claims.empty:
+        return []
+    if not all_rows and (claims["evidence"] == "missing").all():
+        return [f"\nIts {len(claims)} claims all lack paper-profile runs.\n"]
+    return ["\nClaims (evidence levels and tests: see *Reading the evidence*):\n\n"
+            + markdown_table(ex.claims_display(claims))]
+
+
+def figure3_wide(table: pd.DataFrame) -> pd.DataFrame:
+    """Figure 3's points, all six N columns ("–" where a point has no run): one row per dataset,
+    loss (MML, CCL, BSL) and metric."""
+    rows = []
+    for d in cat.DATASETS:
+        for loss in ("mml", "ccl", "bsl"):
+            for metric in ex.METRICS:
+                row = {"dataset": d, "loss": ex.LOSS_NAMES[loss], "metric": metric}
+                for n in cat.FIGURE3_NEGATIVES:
+                    hit = table[(table.dataset == d) & (table.loss == loss) & (table.n_negatives == n)
+                                & (table.metric == metric)] if not table.empty else table
+                    row[f"N={n}"] = "–" if hit.empty else _mean_std(hit.iloc[0])
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _figure3_paper_section(results_dir: Any, figures_dir: Path, out_dir: Path) -> list[str]:
+    res = ex.compare("figure3", "paper", results_dir)
+    table = res["table"]
+    points = 0 if table.empty else len(table[table.metric == "recall@20"])
+    lines = ["## MML Figure 3: metrics against the number of negatives [paper profile]\n",
+             f"{points} of {len(cat.FIGURE3_NEGATIVES) * 6} points have a paper-profile run "
+             "(the paper gives the figure, not its numbers):\n", markdown_table(figure3_wide(table))]
+    if points:
+        lines += _figure3_figures("paper", results_dir, figures_dir, out_dir)
+    lines.append("Every Figure 3 claim with its state:\n\n" + markdown_table(ex.claims_display(res["claims"])))
+    return lines
+
+
+def _figure3_figures(profile: str, results_dir: Any, figures_dir: Path, out_dir: Path) -> list[str]:
+    lines = []
+    try:
+        from mmlrepro.plots import plot_metric_vs_negatives, save_figure
+
+        runs = ex.group_runs("figure3", profile, results_dir)   # as notebook 05 draws it: one file, one figure
+        for metric in ex.METRICS:
+            fig = plot_metric_vs_negatives(runs.assign(loss=runs["loss_name"]), metric)
+            lines.append(_figure_link(save_figure(fig, f"figure3_{metric.replace('@', '')}", profile, figures_dir),
+                                      f"Figure 3 {metric} [{profile}]", out_dir))
+    except Exception as err:  # the table above is the result; a figure failure must not hide it
+        lines.append(f"_(figure not drawn: {err})_\n")
+    return lines
+
+
+def _figure_link(paths: list[Path], text: str, out_dir: Path) -> str:
+    png = [p for p in paths if str(p).endswith(".png")][0]
+    return f"![{text}]({Path(png).resolve().relative_to(out_dir.resolve())})\n"
+
+
+def _dot_plots(results_dir: Any, figures_dir: Path, out_dir: Path) -> dict[str, str]:
+    """Tables 2 and 3 reproduced vs reported (paper profile) as dot plots; their markdown links."""
+    links = {}
+    try:
+        from mmlrepro.plots import plot_reproduced_vs_reported, save_figure
+
+        for group in ("table2", "table3"):
+            rows = ex.runs_vs_reported(group, "paper", results_dir)
+            if rows.empty:
+                continue
+            fig = plot_reproduced_vs_reported(rows, title_suffix=f"MML {group.replace('table', 'Table ')}")
+            links[group] = _figure_link(save_figure(fig, f"{group}_reproduced_vs_reported", "paper", figures_dir),
+                                        f"{group} reproduced vs reported [paper]", out_dir)
+    except Exception as err:  # the tables are the result; a figure failure must not hide them
+        links["error"] = f"_(figure not drawn: {err})_\n"
+    return links
+
+
+READING_EVIDENCE = """\
+## Reading the evidence
+
+- **A number** (one cell of a paper table) is the mean over its seeds of the selected-epoch test
+  metric. SPEC §10 calls it **reproduced** when that mean over **at least 3 seeds** lies within
+  ±5 % of the paper's: "reproduced (3 seeds, within ±5 %)". Within ±5 % on fewer seeds it
+  **agrees at 1 seed** (or 2); outside, it **differs**.
+- **A claim** ("MML beats CCL") rests on comparisons of two cells (its parts). Its evidence:
+  **significant (users and seeds)** (every part beats both the test-set sampling noise, a paired
+  bootstrap/t-test over users, and the seed-to-seed noise, Welch over ≥ 2 seeds a side, at α = 0.05
+  after Holm); **significant over users, 1 seed** (no seed test: one seed a side; a rerun may
+  move it more than the interval says); **not significant**; **untested (no per-user values)**
+  (the claimed sign, but a part cannot be tested; the other parts' tests are listed); **no test
+  (a rule on the numbers)**; **does not hold** (a part has the wrong sign, or a further condition
+  fails); **missing** (runs missing). A claim about a gain also sets ours beside the paper's:
+  inside, above or below our 95 % interval over users, or, without one, the ratio of the gains.
+- The tests take the paper's protocol as given: epochs selected on the test split (the honest
+  rows say what that costs), one data split, the best cell of a grid chosen on the same data.
+  Details: the appendix's *Reading the numbers*.
+"""
+
+
+def _glance_block(glance: Any, dots: dict[str, str]) -> list[str]:
+    return ["## At a glance (paper profile)\n", glance.markdown(), dots.get(README_FIGURE.split("_")[0], "")]
+
+
 def render_report(results_dir: Any = None, figures_dir: str | Path = "figures",
-                  out_dir: str | Path = ".") -> str:
-    """The whole REPRODUCTION.md as a string."""
+                  out_dir: str | Path = ".", glance: Any = None, source: str | None = None) -> str:
+    """REPRODUCTION.md as a string: the paper profile only (the rest: :func:`render_appendix`);
+    ``glance``: the :class:`mmlrepro.glance.Glance` if already computed; ``source``: the
+    :func:`stamp` taken before anything was written (default: now)."""
+    source = source or stamp()
     runs = load_results(results_dir)
-    profiles = [p for p in ("paper", "quick") if not runs.empty and (runs["profile"] == p).any()] or ["quick"]
+    figures_dir, out_dir = Path(figures_dir), Path(out_dir)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     lines = [
         "# Reproduction report: Multi-Margin Loss (Ozsoy 2024) and Li, Jin, Ren 2023\n",
-        f"_Generated by `mmlrepro report` from the results store on {now}, commit `{git_commit()}`. "
-        "Do not edit by hand: rerun the command._\n",
-        "Profiles: **paper** = the settings of SPEC §8 (100 epochs, lr 1e-4, full data); **quick** = a "
-        f"labelled CPU reduction ({cat.QUICK}), whose absolute numbers are not comparable with the "
-        "paper's (only the order of the losses is).\n",
-        "A paper number counts as reproduced when the mean over seeds is within ±5% of it (SPEC §10). "
-        "All numbers are selected on the test split, as in the paper, except the `honest` rows.\n",
+        f"_Generated by `mmlrepro report` from the results store on {now}, from {source}. "
+        "Do not edit by hand: rerun the command. The run lists, the store's health, the linear "
+        "models and the quick profile are in [REPRODUCTION_APPENDIX.md](REPRODUCTION_APPENDIX.md)._\n",
+        "Everything here is the **paper** profile (SPEC §8: 100 epochs, lr 1e-4, full data), selected on "
+        "the test split as in the paper except the honest rows.\n",
     ]
+    has_paper = not runs.empty and (runs["profile"] == "paper").any()
+    if not has_paper:
+        return "\n".join(lines + ["No paper-profile run is in the store yet: see the appendix.\n"])
+    dots = _dot_plots(results_dir, figures_dir, out_dir)
+    lines += _glance_block(glance or ex.at_a_glance(results_dir), dots)
+    lines.append(READING_EVIDENCE)
+    lines += _paper_group_section("MML Table 2: architectures × losses × early stopping", "table2", results_dir,
+                                  ["model", "loss", "early_stop"])
+    lines.append(dots.get("table2", ""))
+    lines += _paper_group_section("MML Table 3: seven losses on MF", "table3", results_dir, ["loss"])
+    lines.append(dots.get("table3", ""))
+    lines += _figure3_paper_section(results_dir, figures_dir, out_dir)
+    for title, group in (("Li, Jin, Ren 2023: InfoNCE+, MINE+, debiased losses", "li2023"),
+                         ("Control: CCL at MML's weight (matched weight)", "ccl_matched"),
+                         ("Control: test-selected vs honestly-validated epochs", "honest"),
+                         ("Control: early stopping with SimpleX's lr schedule (issue 18)", "lr_reduce")):
+        lines += _control_section(title, group, results_dir)
+    return "\n".join(line for line in lines if line is not None)
+
+
+def _control_section(title: str, group: str, results_dir: Any) -> list[str]:
+    res = ex.compare(group, "paper", results_dir)
+    lines = [f"## {title} [paper profile]\n"]
+    table = res["table"]
+    if table.empty:
+        lines.append("No paper-profile run in the store yet.\n")
+    else:
+        lines.append(markdown_table(_shown(table)))
+        if "device" in table:
+            lines.append(devices_note(table))
+    if group == "lr_reduce":
+        lines.append(LR_REDUCE_NOTE)
+    return lines + _claims_lines(res["claims"], all_rows=False)
+
+
+def _shown(table: pd.DataFrame) -> pd.DataFrame:
+    """A comparison table for display: "mean ± h" in one column, relative differences in %,
+    no device column (a footnote says it)."""
+    shown = table.drop(columns=[c for c in ("device", "profile") if c in table.columns])
+    if "mean" in shown:
+        shown["value"] = table.apply(_mean_std, axis=1)
+        shown = shown.drop(columns=[c for c in ("mean", "std", "ci_low", "ci_high") if c in shown.columns])
+    if "rel_diff" in shown:
+        shown = shown.rename(columns={"rel_diff": "rel. diff"})
+        shown["rel. diff"] = shown["rel. diff"].map(_pct)
+    return shown
+
+
+def render_appendix(results_dir: Any = None, figures_dir: str | Path = "figures",
+                    out_dir: str | Path = ".", source: str | None = None) -> str:
+    """REPRODUCTION_APPENDIX.md as a string: what the store holds, runs not yet done, stopping
+    rules, linear models, the quick profile (a pipeline run, never set beside the paper) and the
+    store's health."""
+    runs = load_results(results_dir)
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    lines = ["# Reproduction report, appendix\n",
+             f"_Generated by `mmlrepro report` on {now}, from {source or stamp()}, beside "
+             "[REPRODUCTION.md](REPRODUCTION.md)._\n"]
     if not runs.empty:
         runs = runs.assign(derived=runs["derived_from"].fillna("").astype(bool))
         summary = runs.groupby(["profile", "device"]).agg(
@@ -431,38 +623,102 @@ def render_report(results_dir: Any = None, figures_dir: str | Path = "figures",
                   "cuts the two share seed, batches and negatives, so \"Y\" trains exactly as \"N\" "
                   "until the stopping rule (SPEC §6: 3 epochs without an improvement > 1e-6) ends "
                   "it (`mmlrepro.train.early_stop_from_history`, tested against training it).\n"]
-    if "paper" in profiles:
-        lines += _at_a_glance(results_dir)
     lines += READING
-    for profile in profiles:
-        lines.append(f"## Profile: {profile}\n")
-        lines += _section("MML Table 2: architectures × losses × early stopping", "table2", profile,
-                          results_dir, ["model", "loss", "early_stop"])
-        lines += _section("MML Table 3: seven losses on MF", "table3", profile, results_dir, ["loss"])
-        lines += _figure3_section(profile, results_dir, Path(figures_dir), Path(out_dir))
-        lines += _section("Matched-weight CCL control (SPEC §8)", "ccl_matched", profile, results_dir, None)
-        lines += _section("Test-selected vs honestly-validated", "honest", profile, results_dir, None)
-        lines += _section("Li, Jin, Ren 2023: InfoNCE+, MINE+, debiased losses", "li2023", profile, results_dir, None)
-        lines += _section("Early stopping with SimpleX's lr schedule (the hypothesis of issue 18)", "lr_reduce",
-                          profile, results_dir, None)
-        lines.append(LR_REDUCE_NOTE)
-        if profile == "paper":
-            lines += _stopping_rules_section(results_dir)
-        if profile != "paper":
-            lines.append(_short_runs_note(profile))
-        lines += _missing(profile, results_dir, runs)
+    if not runs.empty and (runs["profile"] == "paper").any():
+        lines += _stopping_rules_section(results_dir)
+        lines += _missing("paper", results_dir, runs)
+    lines += _quick_section(results_dir, Path(figures_dir), Path(out_dir))
     lines += _linear_section(results_dir)
     lines += _store_section(results_dir, runs)
     return "\n".join(lines)
 
 
+def _quick_section(results_dir: Any, figures_dir: Path, out_dir: Path) -> list[str]:
+    """The quick profile's tables: means over seeds, no paper number, no claim."""
+    profile = "quick"
+    lines = [f"## Quick profile: {QUICK_LABEL}\n",
+             f"The quick profile ({cat.QUICK}) checks the pipeline end to end on a CPU. It does not "
+             "preserve the paper's orders of the losses, so nothing here is set beside the paper's "
+             "numbers or tested as a claim of the paper.\n"]
+    runs = load_results(results_dir)
+    if runs.empty or not (runs["profile"] == profile).any():
+        return lines + ["No quick-profile run in the store.\n"]
+    for title, group, cells in (("Table 2 cells", "table2", ["model", "loss", "early_stop"]),
+                                ("Table 3 cells", "table3", ["loss"])):
+        table = ex.compare(group, profile, results_dir)["table"]
+        lines += [f"### {title} [{profile}]\n", markdown_table(means_table(table, cells))]
+    fig3 = ex.compare("figure3", profile, results_dir)["table"]
+    lines += [f"### Figure 3 points [{profile}]\n", markdown_table(figure3_wide(fig3))]
+    lines += _figure3_figures(profile, results_dir, figures_dir, out_dir)
+    for title, group in (("Matched-weight CCL", "ccl_matched"), ("Honest selection", "honest"),
+                         ("Li et al. 2023 grid", "li2023"), ("lr_reduce", "lr_reduce")):
+        table = ex.compare(group, profile, results_dir)["table"]
+        lines += [f"### {title} [{profile}]\n", markdown_table(_shown(table)) if not table.empty else "No runs.\n"]
+    lines.append(_short_runs_note(profile))
+    return lines + _missing(profile, results_dir, runs)
+
+
+def means_table(table: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
+    """A quick Table 2 / 3 with one row per cell: "mean ± h" per dataset and metric, seeds."""
+    rows = []
+    for keys, sub in table.groupby(cell_cols, sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        row = _cell_names(cell_cols, keys)
+        for d in cat.DATASETS:
+            for metric in ex.METRICS:
+                cell = sub[(sub.dataset == d) & (sub.metric == metric)].iloc[0]
+                row[f"{d} {_METRIC_SHORT[metric]}"] = _mean_std(cell).replace("missing", "–")
+        row["seeds"] = int(sub["seeds"].fillna(0).max())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def readme_block(results_dir: Any = None, glance: Any = None, source: str | None = None) -> str:
+    """The README's at-a-glance block (between the markers): the glance (≤ 40 lines) and a link
+    to one figure."""
+    glance = glance or ex.at_a_glance(results_dir)
+    body = [f"_What holds, by evidence level, on the paper-profile runs (generated by `mmlrepro report` from "
+            f"{source or stamp()}; levels and tests: [REPRODUCTION.md](REPRODUCTION.md))._", "", glance.markdown().rstrip(), "",
+            f"![MML Table 3: reproduced vs reported](figures/{README_FIGURE}_paper.png)"]
+    text = "\n".join(body)
+    if len(text.splitlines()) > GLANCE_MAX_LINES:
+        raise ValueError(f"the README's at-a-glance block has {len(text.splitlines())} lines, more than "
+                         f"{GLANCE_MAX_LINES}")
+    return text
+
+
+def update_readme(readme: str | Path, block: str) -> bool:
+    """Rewrite the text between :data:`README_START` and :data:`README_END` in ``readme`` with
+    ``block``; False (nothing written) when the file or a marker is absent."""
+    path = Path(readme)
+    if not path.is_file():
+        return False
+    text = path.read_text()
+    if README_START not in text or README_END not in text or text.index(README_START) > text.index(README_END):
+        return False
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    atomic_write_text(f"{head}{README_START}\n{block}\n{README_END}{tail}", path)
+    return True
+
+
 def write_report(output: str | Path = "REPRODUCTION.md", results_dir: Any = None,
-                 figures_dir: str | Path = "figures") -> Path:
-    """Render the report and write it atomically; the outputs are checked before any work."""
+                 figures_dir: str | Path = "figures", readme: str | Path | None = None) -> Path:
+    """Render the report and its appendix (``<output stem>_APPENDIX.md`` beside it) and write them
+    atomically, then the README's at-a-glance block (``readme``: default ``README.md`` beside the
+    output; left alone without its markers). The outputs are checked before any work."""
     output = check_writable_file(output, "report file")
+    appendix = check_writable_file(output.with_name(f"{output.stem}_APPENDIX{output.suffix}"), "report appendix")
     check_writable(figures_dir, "figures folder")
     store = ResultsStore(results_dir, log=None)
     if not store.runs_dir.is_dir():
         raise ValueError(f"results store {store.root} holds no runs/ folder: nothing to report")
     store.require_current_schema()
-    return atomic_write_text(render_report(results_dir, figures_dir, output.parent), output)
+    source = stamp()                 # the tree as it is before any figure or file is written
+    glance = ex.at_a_glance(results_dir)
+    text = render_report(results_dir, figures_dir, output.parent, glance, source)
+    rest = render_appendix(results_dir, figures_dir, output.parent, source)
+    block = readme_block(results_dir, glance, source)
+    atomic_write_text(rest, appendix)
+    update_readme(Path(readme) if readme is not None else output.parent / "README.md", block)
+    return atomic_write_text(text, output)

@@ -12,7 +12,7 @@ from mmlrepro import runner
 from mmlrepro.config import SCHEMA_VERSION, RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS
 from mmlrepro.files import atomic_write_json
-from mmlrepro.report import markdown_table, render_report
+from mmlrepro.report import markdown_table, render_appendix, render_report
 
 
 def fake_run(root, config: RunConfig, recall: float, ndcg: float, device: str = "fake-gpu", test=None,
@@ -93,10 +93,11 @@ def test_compare_table3_relative_differences_and_claims(tmp_path):
     assert row["within_5pct"] == "yes" and row["seeds"] == 2
     yelp = table[(table.dataset == "yelp2018")]
     assert (yelp["within_5pct"] == "missing").all()
-    claims = out["claims"].set_index("claim")["verdict"]
+    claims = out["claims"].set_index("claim")["evidence"]
     # two seeds, no per-user values: Welch's test on the seed means only, Holm over the table
-    assert claims["Table 3: gowalla recall@20: MML beats MSE"] == "holds (not significant)"
-    assert claims["Gowalla: MML beats CCL and BSL on Recall@20 but trails BSL on NDCG@20"].startswith("holds")
+    assert claims["Table 3: gowalla recall@20: MML beats MSE"] == "not significant"
+    assert out["claims"].set_index("claim")["verdict"][
+        "Gowalla: MML beats CCL and BSL on Recall@20 but trails BSL on NDCG@20"] == "holds"
     assert claims["Table 3: yelp2018 recall@20: MML beats MSE"] == "missing"
     row = out["claims"].set_index("claim").loc["Table 3: gowalla recall@20: MML beats MSE"]
     assert math.isnan(row["p_users"]) and 0 < row["p_seeds"] <= row["p_holm"] <= 1
@@ -109,7 +110,8 @@ def test_compare_figure3_gain_claim(tmp_path):
         fake_run(tmp_path, cat.paper_config("yelp2018", "mf", loss, n_negatives=10), recall, recall)
     claims = cmp.compare("figure3", "paper", tmp_path)["claims"]
     row = claims[claims.claim.str.contains("yelp2018, N = 10: MML beats CCL by \\+19.50% on recall@20")].iloc[0]
-    assert row["verdict"] == "holds (no per-user values)" and row["reproduced"] == "+19.50%"
+    assert row["evidence"] == "untested (no per-user values)" and row["reproduced"] == "+19.50%"
+    assert row["vs_paper"] == "ours +19.5% = 1.00 × the paper's +19.5%"
     shown = cmp.claims_display(claims).set_index("claim").loc[row["claim"]]
     assert shown["95% interval (users)"] == "no per-user values" and shown["p users"] == "–"
     assert shown["gain"] == "+19.50%"
@@ -119,9 +121,12 @@ def test_report_renders_from_the_store(tmp_path):
     for loss in ("ccl", "mml"):
         fake_run(tmp_path, cat.paper_config("gowalla", "mf", loss), 0.17, 0.14)
     text = render_report(tmp_path, figures_dir=tmp_path / "figures", out_dir=tmp_path)
-    assert "MML Table 2" in text and "MML Table 3" in text and "Runs not yet done [paper]" in text
-    assert "| mf | mml | N | gowalla | recall@20 | 0.1816 | 0.1700 |" in text
-    assert "-6.4%" in text  # (0.17 - 0.1816) / 0.1816
+    assert "MML Table 2" in text and "MML Table 3" in text
+    # the paper's wide layout: per dataset and metric the paper's number beside ours
+    assert "| MF | MML | N | 0.0702 | – | 0.0580 | – | 0.1816 | 0.1700 (-6.4%) | 0.1435 | 0.1400 (-2.4%) |" in text
+    assert "fake-gpu" not in text.split("| MF | MML | N |")[1].split("\n")[0]   # devices: a footnote
+    assert "_Devices of these runs: fake-gpu._" in text
+    assert "Runs not yet done [paper]" in render_appendix(tmp_path, tmp_path / "figures", tmp_path)
 
 
 def test_markdown_table():
@@ -172,7 +177,7 @@ def test_missing_section_says_done_only_when_every_planned_run_is_stored(tmp_pat
 
 
 def test_run_costs_come_from_the_stored_timings_of_trained_runs(tmp_path):
-    from mmlrepro.report import render_report, run_costs
+    from mmlrepro.report import run_costs
     from mmlrepro.results import load_results
 
     for seed in (2019, 2020):
@@ -189,7 +194,7 @@ def test_run_costs_come_from_the_stored_timings_of_trained_runs(tmp_path):
     assert row["train s/epoch"] == pytest.approx(1.0 / 3) and row["eval s/epoch"] == pytest.approx(0.5 / 3)
     assert row["min/run"] == pytest.approx(1.5 / 60)
     assert run_costs(runs, "quick").empty
-    assert "min/run" in render_report(tmp_path, tmp_path / "figures", tmp_path)
+    assert "min/run" in render_appendix(tmp_path, tmp_path / "figures", tmp_path)
 
 
 def test_the_spec_check_is_independent_of_the_catalogue(monkeypatch):
@@ -281,13 +286,13 @@ def test_a_planted_gain_is_significant_and_identical_runs_are_not(tmp_path):
     base = rng.uniform(0, 0.6, 3000).astype(np.float32)
     planted = np.clip(base + rng.normal(0.03, 0.05, 3000), 0, 1).astype(np.float32)
     row = _table2_pair(tmp_path / "planted", base, planted)
-    assert row["verdict"] == "holds (significant)" and row["p_users"] < 1e-6
+    assert row["evidence"] == "significant over users, 1 seed" and row["p_users"] < 1e-6
     assert row["ci_low_pct"] > 0 and row["ci_low_pct"] < row["gain_pct"] < row["ci_high_pct"]
     assert math.isnan(row["p_seeds"])                                  # one seed a side
     same = _table2_pair(tmp_path / "same", base, base.copy())
-    assert same["gain_pct"] == 0 and same["p_users"] == 1.0 and same["verdict"] == "holds (not significant)"
+    assert same["gain_pct"] == 0 and same["p_users"] == 1.0 and same["evidence"] == "not significant"
     worse = _table2_pair(tmp_path / "worse", planted, base)
-    assert worse["verdict"] == "does not hold" and worse["gain_pct"] < 0
+    assert worse["evidence"] == worse["verdict"] == "does not hold" and worse["gain_pct"] < 0
 
 
 def test_claims_use_the_larger_p_of_users_and_seeds_and_holm_over_the_table(tmp_path):
@@ -340,7 +345,7 @@ def test_without_per_user_values_the_smallest_gain_decides_a_claim_of_several_pa
     row = cmp.compare("table3", "paper", tmp_path)["claims"].set_index("claim").loc[
         "Table 3: gowalla recall@20: MML beats BPR, hinge, softmax CE, MSE and CCL"]
     assert row["gain_pct"] == pytest.approx(100 * (0.18 / 0.179 - 1))      # CCL, the best of them
-    assert row["verdict"] == "holds (no per-user values)" and "best of them 0.1790" in row["reproduced"]
+    assert row["evidence"] == "untested (no per-user values)" and "best of them 0.1790" in row["reproduced"]
 
 
 def test_lr_reduce_runs_stand_beside_the_plain_early_stopped_ones_and_the_paper(tmp_path):
@@ -358,7 +363,7 @@ def test_lr_reduce_runs_stand_beside_the_plain_early_stopped_ones_and_the_paper(
     assert len(claims) == 2   # only yelp2018 CCL has an lr_reduce run
     assert claims.filter(like="stops nearer").iloc[0] == "holds"          # 17 is nearer 19 than 35
     assert claims.filter(like="within ±5%").iloc[0] == "does not hold"     # NDCG +7%
-    assert "Early stopping with SimpleX's lr schedule" in render_report(tmp_path, tmp_path / "figures", tmp_path)
+    assert "early stopping with SimpleX's lr schedule" in render_report(tmp_path, tmp_path / "figures", tmp_path)
 
 
 def test_lr_reduce_quick_runs_make_no_claim_and_the_report_says_why(tmp_path):
@@ -366,7 +371,7 @@ def test_lr_reduce_quick_runs_make_no_claim_and_the_report_says_why(tmp_path):
                                         lr_reduce=True, group="lr_reduce"), 0.03, 0.02, epoch=4)
     out = cmp.compare("lr_reduce", "quick", tmp_path)
     assert len(out["table"]) == 2 and out["claims"].empty
-    report = render_report(tmp_path, tmp_path / "figures", tmp_path)
+    report = render_appendix(tmp_path, tmp_path / "figures", tmp_path)
     assert "last 4 epochs, too few for the stopping rule (patience 3)" in report
 
 
@@ -410,7 +415,7 @@ def test_stopping_rules_are_read_off_the_es_n_histories_and_scored_against_the_p
     assert by_rule.loc[(cmp.OWN_MONITOR, 3, 1e-4), "max_abs_rel_diff"] == pytest.approx(max(
         abs(h[m] / rep[("mf", loss, "Y", "yelp2018", m)] - 1)
         for loss, h in (("ccl", history(1.0)[15]), ("mml", chosen)) for m in cmp.METRICS))
-    report = render_report(tmp_path, tmp_path / "figures", tmp_path)
+    report = render_appendix(tmp_path, tmp_path / "figures", tmp_path)
     assert "Which early-stopping rule gives the paper's stop epochs?" in report
     assert "SPEC §6's rule (monitor run's own, patience 3, min_delta 1e-06) stops 21.0 epochs" in report
     assert cmp.stopping_rules("paper", tmp_path / "empty").empty
@@ -422,9 +427,9 @@ def test_the_report_opens_with_the_paper_tables_at_a_glance(tmp_path):
         fake_run(tmp_path, cat.paper_config("gowalla", "mf", loss), rep[(loss, "gowalla", "recall@20")] * metric_scale,
                  rep[(loss, "gowalla", "ndcg@20")])
     report = render_report(tmp_path, tmp_path / "figures", tmp_path)
-    glance = report.split("## At a glance (paper profile)\n", 1)[1].split("## Reading the numbers", 1)[0]
-    assert "**MML Table 3**: 4 of 28 numbers have a paper-profile run, 3 of them within ±5% of the paper " \
-           "(largest difference +8.0%: CCL, gowalla recall@20)" in glance
-    assert "**MML Table 2**: 4 of 32 numbers" in glance        # MF CCL and MML Gowalla "N" are Table 2 cells too
+    glance = report.split("## At a glance (paper profile)\n", 1)[1].split("\n## ", 1)[0]
+    assert "| numbers (paper value ±5 %) | 28 | agrees at 1 seed: 3 · differs at 1 seed: 1 · missing: 24 |" in glance
+    assert "Table 3: 1 number differs by more than ±5 % (largest +8.0%: CCL, gowalla recall@20)" in glance
+    assert "| numbers (paper value ±5 %) | 32 | agrees at 1 seed: 3 · differs at 1 seed: 1 · missing: 28 |" in glance
     fake_run(tmp_path / "quick", cat.paper_config("gowalla", "mf", "mml", profile="quick"), 0.1, 0.08)
     assert "At a glance" not in render_report(tmp_path / "quick", tmp_path / "figures", tmp_path)

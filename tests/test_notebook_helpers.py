@@ -34,32 +34,39 @@ def table3(loss: str, seed: int, dataset: str = "gowalla") -> RunConfig:
     return cat.paper_config(dataset, "mf", loss, profile="quick", seed=seed, group="table3")
 
 
-def test_runs_vs_reported_pairs_each_run_with_its_paper_cell(tmp_path):
-    fake_run(tmp_path, table3("mml", 2019), [(0.10, 0.08), (0.12, 0.09)])
-    fake_run(tmp_path, table3("mml", 2020), [(0.14, 0.11)])
-    fake_run(tmp_path, table3("ccl", 2019), [(0.11, 0.07)])
-    fake_run(tmp_path, cat.paper_config("gowalla", "mf", "mml", profile="paper", group="table3"), [(0.9, 0.9)])
-    rows = cmp.runs_vs_reported("table3", "quick", tmp_path)
-    assert len(rows) == 3 * 2  # three quick runs × two metrics; the paper-profile run is left out
+def paper3(loss: str, seed: int, dataset: str = "gowalla") -> RunConfig:
+    return cat.paper_config(dataset, "mf", loss, seed=seed, group="table3")
+
+
+def test_runs_vs_reported_pairs_each_paper_run_with_its_paper_cell(tmp_path):
+    fake_run(tmp_path, paper3("mml", 2019), [(0.10, 0.08), (0.12, 0.09)])
+    fake_run(tmp_path, paper3("mml", 2020), [(0.14, 0.11)])
+    fake_run(tmp_path, paper3("ccl", 2019), [(0.11, 0.07)])
+    fake_run(tmp_path, table3("mml", 2019), [(0.9, 0.9)])
+    rows = cmp.runs_vs_reported("table3", "paper", tmp_path)
+    assert len(rows) == 3 * 2  # three paper runs × two metrics; the quick run is left out
     mml = rows[(rows.loss == "mml") & (rows.metric == "recall@20")]
     assert mml["reproduced"].tolist() == [0.12, 0.14] and mml["seed"].tolist() == [2019, 2020]
     assert set(mml["reported"]) == {0.1816} and set(mml["label"]) == {"MML"}
+    assert mml["rel_diff"].tolist() == pytest.approx([0.12 / 0.1816 - 1, 0.14 / 0.1816 - 1])
     ccl = rows[(rows.loss == "ccl") & (rows.metric == "ndcg@20")].iloc[0]
     assert (ccl["reproduced"], ccl["reported"]) == (0.07, 0.1426)
     assert rows["loss"].tolist()[::2] == ["ccl", "mml", "mml"]  # Table 3's loss order, then seed
     assert rows["metric"].tolist()[:2] == ["recall@20", "ndcg@20"]
-    assert cmp.runs_vs_reported("table3", "quick", tmp_path / "empty").empty
+    assert cmp.runs_vs_reported("table3", "paper", tmp_path / "empty").empty
     with pytest.raises(ValueError, match="group"):
-        cmp.runs_vs_reported("figure3", "quick", tmp_path)
+        cmp.runs_vs_reported("figure3", "paper", tmp_path)
+    with pytest.raises(ValueError, match="only the paper profile"):   # quick runs do not stand for the paper
+        cmp.runs_vs_reported("table3", "quick", tmp_path)
 
 
 def test_runs_vs_reported_table2_labels_and_early_stop(tmp_path):
-    y = cat.paper_config("yelp2018", "simplex", "ccl", profile="quick", selection="early_stop", group="table2")
+    y = cat.paper_config("yelp2018", "simplex", "ccl", selection="early_stop", group="table2")
     fake_run(tmp_path, y, [(0.05, 0.04)])
-    rows = cmp.runs_vs_reported("table2", "quick", tmp_path)
+    rows = cmp.runs_vs_reported("table2", "paper", tmp_path)
     assert set(rows["label"]) == {"SimpleX · CCL · ES Y"}
     assert rows.set_index("metric")["reported"].to_dict() == {"recall@20": 0.0634, "ndcg@20": 0.0517}
-    runs = cmp.group_runs("table2", "quick", tmp_path)
+    runs = cmp.group_runs("table2", "paper", tmp_path)
     assert runs[["early_stop", "loss_name", "device"]].iloc[0].tolist() == ["Y", "CCL", "fake-gpu"]
 
 
@@ -103,17 +110,28 @@ def test_seed_noise_hand_worked(tmp_path):
 
 def test_paper_table_formats_mean_std_and_rel_diff(tmp_path):
     for seed, r in ((2019, 0.17), (2020, 0.19)):
-        fake_run(tmp_path, table3("mml", seed), [(r, 0.14)])
-    table = cmp.compare("table3", "quick", tmp_path)["table"]
+        fake_run(tmp_path, paper3("mml", seed), [(r, 0.14)])
+    table = cmp.compare("table3", "paper", tmp_path)["table"]
     shown = paper_table(table, ["loss"])
     row = shown[(shown.loss == "mml") & (shown.dataset == "gowalla") & (shown.metric == "recall@20")].iloc[0]
     # "mean ± h", h the half-width of the 95 % t-interval of two seeds: t(0.975, 1) · sd / √2
     half = sps.t.ppf(0.975, 1) * np.std([0.17, 0.19], ddof=1) / np.sqrt(2)
     assert row["reproduced"] == f"0.1800 ± {half:.4f}" == "0.1800 ± 0.1271" and row["seeds"] == 2
-    assert row["rel. diff"] == "-0.9%" and row["within ±5%"] == "yes"
+    assert row["rel. diff"] == "-0.9%" and row["within ±5%"] == "yes" and row["evidence"] == "agrees at 2 seeds"
     missing = shown[(shown.loss == "bpr") & (shown.dataset == "gowalla")].iloc[0]
     assert (missing["reproduced"], missing["rel. diff"], missing["within ±5%"]) == ("missing", "–", "missing")
     assert _paper_table is paper_table
+
+
+def test_quick_tables_carry_no_paper_number(tmp_path):
+    for seed, r in ((2019, 0.17), (2020, 0.19)):
+        fake_run(tmp_path, table3("mml", seed), [(r, 0.14)])
+    out = cmp.compare("table3", "quick", tmp_path)
+    assert not {"reported", "rel_diff", "within_5pct", "evidence"} & set(out["table"].columns)
+    assert out["claims"].empty            # the quick profile makes no claim for the paper
+    shown = paper_table(out["table"], ["loss"])
+    assert not {"reported", "rel. diff", "within ±5%"} & set(shown.columns)
+    assert "0.1800 ± 0.1271" in set(shown["reproduced"])
 
 
 def test_linear_results_reads_the_linear_folder(tmp_path):

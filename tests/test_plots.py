@@ -310,29 +310,50 @@ def test_reproduced_vs_reported():
                        "metric": ["recall@20", "recall@20", "ndcg@20", "ndcg@20"] * 2,
                        "reproduced": [0.17, 0.18, 0.14, 0.143, 0.067, 0.070, 0.055, 0.058],
                        "reported": [0.1783, 0.1816, 0.1426, 0.1435, 0.0673, 0.0702, 0.0551, 0.0580]})
-    fig = plots.plot_reproduced_vs_reported(df)
+    fig = plots.plot_reproduced_vs_reported(df.assign(profile="paper"))
     assert len(fig.axes) == 4  # 2 metrics × 2 datasets
     assert [ax.get_title() for ax in fig.axes] == ["yelp2018 · recall@20", "gowalla · recall@20",
                                                    "yelp2018 · ndcg@20", "gowalla · ndcg@20"]
-    assert fig.get_suptitle() == "Reproduced vs reported [1 seed]"
-    ax = fig.axes[1]  # recall@20 · gowalla
-    assert [p.get_width() for p in ax.patches] == pytest.approx([0.17, 0.18])
-    assert [p.get_facecolor()[:3] for p in ax.patches] == [plots.loss_color("CCL"),
-                                                           plots.loss_color("MML")]
-    np.testing.assert_allclose(ax.collections[-1].get_offsets()[:, 0], [0.1783, 0.1816])
+    assert fig.get_suptitle() == "Reproduced vs reported [paper profile · 1 seed]"
+    ax = fig.axes[1]  # recall@20 · gowalla: a dot plot of the relative difference, ±5 % band
+    band = ax.patches[0]
+    assert (band.get_x(), band.get_x() + band.get_width()) == pytest.approx((-5, 5))
+    means = ax.collections[-1]
+    np.testing.assert_allclose(means.get_offsets()[:, 0], [100 * (0.17 / 0.1783 - 1), 100 * (0.18 / 0.1816 - 1)])
+    assert [tuple(c[:3]) for c in means.get_facecolor()] == [plots.loss_color("CCL"), plots.loss_color("MML")]
+    assert "quick profile · pipeline run" in plots.plot_reproduced_vs_reported(
+        df.assign(profile="quick")).get_suptitle()
     with pytest.raises(ValueError, match="no colour for loss 'MF-CCL'"):
         plots.plot_reproduced_vs_reported(df.drop(columns="loss"))
 
 
-def test_heatmap_marks_best_cell():
+def test_heatmap_marks_best_cell_and_says_where_it_lies_on_the_grid():
     df = pd.DataFrame([{"lam": lam, "eps": eps, "recall@20": 0.1 + lam / 10 - eps / 100}
                        for lam in (0.9, 1.0, 1.1) for eps in (0.0, 0.5, 1.0)])
-    fig = plots.plot_heatmap(df, "lam", "eps", "recall@20")
+    fig = plots.plot_heatmap(df, "lam", "eps", "recall@20", names={"lam": "λ", "eps": "ε"},
+                             caption="paper profile · 1 seed")
     ax = fig.axes[0]
     assert len(fig.axes) == 2  # heatmap + colour bar
     assert len(ax.texts) == 9 and ax.texts[0].get_text() == f"{0.1 + 0.09:.4f}"
     best = [p for p in ax.patches if p.get_edgecolor()[:3] == (1.0, 0.0, 0.0)][0]
     assert best.get_xy() == (0, 2)  # eps = 0 (column 0), lam = 1.1 (row 2)
+    assert ax.get_title() == ("recall@20 over λ × ε [paper profile · 1 seed]\nbest at λ = 1.1, ε = 0, "
+                              "the edge of the λ grid (0.9–1.1), the edge of the ε grid (0–1)")
+    inner = df.assign(**{"recall@20": lambda d: 0.2 - (d["lam"] - 1.0) ** 2 - (d["eps"] - 0.5) ** 2})
+    assert plots.plot_heatmap(inner, "lam", "eps", "recall@20").axes[0].get_title().endswith(
+        "best at lam = 1, eps = 0.5")
+
+
+def test_learning_curves_mark_our_and_the_papers_early_stop():
+    rows = [{"dataset": "gowalla", "loss_name": "MML", "seed": 2019, "epoch": e, "recall@20": 0.01 * e,
+             "stop_epoch": 4, "paper_stop_epoch": 2, "profile": "paper"} for e in range(1, 7)]
+    fig = plots.plot_learning_curves(pd.DataFrame(rows), "recall@20", style=None)
+    ax = fig.axes[0]
+    offsets = [np.asarray(c.get_offsets()).tolist() for c in ax.collections if len(c.get_offsets()) == 1]
+    assert [[4.0, 0.04]] in offsets and [[2.0, 0.02]] in offsets
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[-2:] == ["our early stop (SPEC §6 rule)", "the paper's early stop"]
+    assert fig.get_suptitle() == "recall@20 per epoch [paper profile · 1 seed]"
 
 
 def test_save_figure(tmp_path):

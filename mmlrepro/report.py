@@ -560,6 +560,7 @@ def render_report(results_dir: Any = None, figures_dir: str | Path = "figures",
     dots = _dot_plots(results_dir, figures_dir, out_dir)
     lines += _glance_block(glance or ex.at_a_glance(results_dir), dots)
     lines.append(READING_EVIDENCE)
+    lines += _verification_summary(runs, results_dir)
     lines += _paper_group_section("MML Table 2: architectures × losses × early stopping", "table2", results_dir,
                                   ["model", "loss", "early_stop"])
     lines.append(dots.get("table2", ""))
@@ -572,6 +573,50 @@ def render_report(results_dir: Any = None, figures_dir: str | Path = "figures",
                          ("Control: early stopping with SimpleX's lr schedule (issue 18)", "lr_reduce")):
         lines += _control_section(title, group, results_dir)
     return "\n".join(line for line in lines if line is not None)
+
+
+def verification_table(runs: pd.DataFrame, results_dir: Any) -> pd.DataFrame:
+    """Each paper-profile run with when it was last verified (`mmlrepro verify`, its log
+    ``verified.jsonl``: :func:`mmlrepro.verify.last_verified`), on what machine, for how many
+    epochs and with what outcome; "never" where it was not. A run read off its twin names the
+    twin's verification."""
+    from mmlrepro.verify import last_verified
+
+    paper = runs[runs["profile"] == "paper"] if not runs.empty else runs
+    if paper.empty:
+        return pd.DataFrame()
+    seen = last_verified(results_dir)
+    rows = []
+    for r in paper.sort_values(["group", "dataset", "model", "loss", "n_negatives", "selection", "seed"]).itertuples():
+        entry = seen.get(r.key)
+        cell = f"{r.dataset} {ex.MODEL_NAMES.get(r.model, r.model)} + {ex.LOSS_NAMES.get(r.loss, r.loss)}, N {r.n_negatives}, {r.selection}, seed {r.seed}"
+        rows.append({"run": cell, "key": r.key, "made on": re.sub(r" \(epochs [^)]*\)", "", str(r.device)),
+                     "last verified": entry["time_utc"][:10] if entry else "never",
+                     "on": entry["device"] if entry else "",
+                     "epochs": entry["epochs"] if entry else "",
+                     "outcome": (entry["outcome"] + (f" (via its twin {entry['via']})" if entry.get("via") else ""))
+                     if entry else ""})
+    return pd.DataFrame(rows)
+
+
+def _verification_summary(runs: pd.DataFrame, results_dir: Any) -> list[str]:
+    """REPRODUCTION.md's line on `mmlrepro verify`: how many paper runs were verified, when,
+    where and with what outcome (per run: the appendix)."""
+    table = verification_table(runs, results_dir)
+    if table.empty:
+        return []
+    done = table[table["last verified"] != "never"]
+    head = "## Verified by training again (`mmlrepro verify`)\n"
+    if done.empty:
+        return [head, f"None of the {len(table)} paper-profile runs has been verified yet: "
+                "`mmlrepro verify --all` trains each one's first epoch again and compares it with its "
+                "stored history.\n"]
+    outcomes = done["outcome"].str.replace(r" \(via.*", "", regex=True).value_counts()
+    machines = sorted(set(done["on"]))
+    return [head, f"{len(done)} of the {len(table)} paper-profile runs have been trained again for their first "
+            f"epoch(s) and compared with their stored histories ({', '.join(f'{k}: {v}' for k, v in outcomes.items())}), "
+            f"last on {done['last verified'].max()}, on {'; '.join(machines)}. Per run: the appendix's "
+            "*Verification*; the tolerance and its evidence: docs/cpu_profiles.md.\n"]
 
 
 def _control_section(title: str, group: str, results_dir: Any) -> list[str]:
@@ -627,6 +672,10 @@ def render_appendix(results_dir: Any = None, figures_dir: str | Path = "figures"
     if not runs.empty and (runs["profile"] == "paper").any():
         lines += _stopping_rules_section(results_dir)
         lines += _missing("paper", results_dir, runs)
+        lines += ["## Verification\n", "When each paper-profile run was last trained again for its first epoch(s) "
+                  "by `mmlrepro verify` and compared with its stored history, on what machine, and the outcome "
+                  "(\"identical\", \"within tolerance\" or \"differs\"):\n",
+                  markdown_table(verification_table(runs, results_dir))]
     lines += _quick_section(results_dir, Path(figures_dir), Path(out_dir))
     lines += _linear_section(results_dir)
     lines += _store_section(results_dir, runs)

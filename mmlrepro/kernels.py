@@ -1,0 +1,100 @@
+"""Compiled CPU kernels, built at first use with the machine's C++ toolchain (issue 37).
+
+One kernel today: the gathered cosine scores of a batch (:func:`mmlrepro.models.gathered_cosine`,
+SPEC §3), whose forward and backward read each gathered row where it is used and add its
+gradient straight into the table's dense gradient, never writing the ``[B, K, d]`` block the
+PyTorch path gathers, normalises and scatters (about ten passes over it; at N = 800 that block
+is 52 MB a step). Source: ``mmlrepro/csrc/gathered_cosine.cpp``.
+
+:func:`gathered_cosine_kernel` compiles it once per machine with
+``torch.utils.cpp_extension.load`` (``ninja`` and a C++ compiler; the build is cached under
+:func:`build_dir`, keyed by the source, torch's version and the CPU) and returns the loaded
+module, or None where it cannot: no compiler, no ninja, a failed build, or
+``MMLREPRO_KERNELS=0`` in the environment. The first None prints one line saying why and that
+the PyTorch path is used; nothing else changes (both paths compute the same function, to float
+rounding: tests/test_kernels.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+SOURCE = Path(__file__).parent / "csrc" / "gathered_cosine.cpp"
+# -ffp-contract=off: no fused multiply-adds, so the sums are the same on every x86 or ARM CPU
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]
+ENV_SWITCH = "MMLREPRO_KERNELS"   # "0": never build or use the compiled kernels
+
+
+def _cpu_id() -> str:
+    """What the ``-march=native`` build depends on: the machine and its CPU flags."""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()} {flags}"
+
+
+def build_dir() -> Path:
+    """``$XDG_CACHE_HOME/mmlrepro/kernels/<key>`` (default ``~/.cache/...``), the key a hash of the
+    source, the flags, torch's version and :func:`_cpu_id`."""
+    key = hashlib.sha256("\n".join([SOURCE.read_text(), " ".join(FLAGS), torch.__version__,
+                                    _cpu_id()]).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "mmlrepro" / "kernels" / key
+
+
+def _ninja_on_path() -> bool:
+    """Whether ``ninja`` runs; the ``ninja`` package's binary is put on PATH when it is not."""
+    if shutil.which("ninja"):
+        return True
+    try:
+        import ninja
+    except ImportError:
+        return False
+    os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+    return shutil.which("ninja") is not None
+
+
+def _notice(reason: str) -> None:
+    print(f"mmlrepro: compiled negatives kernel not used ({reason}); the PyTorch path computes "
+          "the same scores, slower at many negatives", file=sys.stderr)
+
+
+@functools.cache
+def gathered_cosine_kernel() -> ModuleType | None:
+    """The compiled gathered-cosine module (``forward``, ``backward``), or None (one notice)."""
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return None   # asked for: no notice
+    if platform.system() == "Windows":
+        _notice("not built on Windows")
+        return None
+    if not _ninja_on_path():
+        _notice("ninja not found: pip install ninja")
+        return None
+    from torch.utils import cpp_extension
+
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        _notice("no C++ compiler (c++ or $CXX)")
+        return None
+    where = build_dir()
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        return cpp_extension.load("mmlrepro_gathered_cosine", [str(SOURCE)], extra_cflags=FLAGS,
+                                  extra_ldflags=["-fopenmp"], build_directory=str(where),
+                                  verbose=False)
+    except Exception as err:   # a compiler or loader error: fall back, saying why
+        _notice(f"build failed in {where}: {' '.join(str(err).split())[:200]}")
+        return None

@@ -23,6 +23,7 @@ import os
 import platform
 import shutil
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -32,6 +33,8 @@ SOURCE = Path(__file__).parent / "csrc" / "gathered_cosine.cpp"
 # -ffp-contract=off: no fused multiply-adds, so the sums are the same on every x86 or ARM CPU
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]
 ENV_SWITCH = "MMLREPRO_KERNELS"   # "0": never build or use the compiled kernels
+MODULE = "mmlrepro_gathered_cosine"
+STALE_LOCK_S = 600.0   # a build lock older than this was left by a killed build
 
 
 def _cpu_id() -> str:
@@ -73,9 +76,9 @@ def _notice(reason: str) -> None:
           "the same scores, slower at many negatives", file=sys.stderr)
 
 
-@functools.cache
-def gathered_cosine_kernel() -> ModuleType | None:
-    """The compiled gathered-cosine module (``forward``, ``backward``), or None (one notice)."""
+def load_gathered_cosine() -> ModuleType | None:
+    """Build (the first time on this machine) and load the kernel; None, with one notice saying
+    why, where that cannot be done. :func:`gathered_cosine_kernel` is this, once per process."""
     if os.environ.get(ENV_SWITCH, "1") == "0":
         return None   # asked for: no notice
     if platform.system() == "Windows":
@@ -84,17 +87,28 @@ def gathered_cosine_kernel() -> ModuleType | None:
     if not _ninja_on_path():
         _notice("ninja not found: pip install ninja")
         return None
-    from torch.utils import cpp_extension
-
     if shutil.which(os.environ.get("CXX", "c++")) is None:
         _notice("no C++ compiler (c++ or $CXX)")
         return None
+    from torch.utils import cpp_extension
+
     where = build_dir()
     try:
         where.mkdir(parents=True, exist_ok=True)
-        return cpp_extension.load("mmlrepro_gathered_cosine", [str(SOURCE)], extra_cflags=FLAGS,
+        lock = where / "lock"   # left by a build that was killed: torch would wait for ever
+        if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+            lock.unlink(missing_ok=True)
+        if not (where / f"{MODULE}.so").exists():
+            print(f"mmlrepro: compiling the negatives kernel into {where} (once per machine, "
+                  "about a minute)", file=sys.stderr)
+        return cpp_extension.load(MODULE, [str(SOURCE)], extra_cflags=FLAGS,
                                   extra_ldflags=["-fopenmp"], build_directory=str(where),
                                   verbose=False)
     except Exception as err:   # a compiler or loader error: fall back, saying why
         _notice(f"build failed in {where}: {' '.join(str(err).split())[:200]}")
         return None
+
+
+gathered_cosine_kernel = functools.cache(load_gathered_cosine)
+gathered_cosine_kernel.__doc__ = ("The compiled gathered-cosine module (``forward``, ``backward``)"
+                                  " or None, loaded once per process (:func:`load_gathered_cosine`).")

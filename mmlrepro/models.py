@@ -78,25 +78,23 @@ class _GatheredCosine(torch.autograd.Function):
 
 class _KernelCosine(torch.autograd.Function):
     """:class:`_GatheredCosine`'s function through the compiled CPU kernel
-    (:mod:`mmlrepro.kernels`): the same formulas, each gathered row read where it is used and
-    its gradient added straight into a dense table gradient, so no ``[B, K, d]`` block is
-    written (forward one pass over the pairs, backward one more)."""
+    (:mod:`mmlrepro.kernels`): the same formulas, with the pairs grouped by table row so that
+    forward and backward read each drawn row once and the backward writes the table's dense
+    gradient in one sequential pass; no ``[B, K, d]`` block is written."""
 
     @staticmethod
     def forward(ctx, u: Tensor, table: Tensor, idx: Tensor, kernel) -> Tensor:
-        scores, norms = kernel.forward(u, table, idx, NORM_EPS)
-        ctx.save_for_backward(u, table, idx, scores, norms)
+        scores, norms, starts, order = kernel.forward(u, table, idx, NORM_EPS)
+        ctx.save_for_backward(u, table, idx, scores, norms, starts, order)
         ctx.kernel = kernel
         return scores
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        u, table, idx, scores, norms = ctx.saved_tensors
         want_u, want_table = ctx.needs_input_grad[:2]
-        grad_table = torch.zeros_like(table) if want_table else None
-        grad_u = ctx.kernel.backward(grad.contiguous(), u, table, idx, scores, norms, NORM_EPS,
-                                     want_u, grad_table)
-        return grad_u if want_u else None, grad_table, None, None
+        grad_u, grad_table = ctx.kernel.backward(grad, *ctx.saved_tensors, NORM_EPS, want_u,
+                                                 want_table)
+        return grad_u if want_u else None, grad_table if want_table else None, None, None
 
 
 def _compiled_kernel(u: Tensor, table: Tensor, idx: Tensor):

@@ -1,18 +1,21 @@
 """Compiled CPU kernels, built at first use with the machine's C++ toolchain (issue 37).
 
 One kernel today: the gathered cosine scores of a batch (:func:`mmlrepro.models.gathered_cosine`,
-SPEC §3), whose forward and backward read each gathered row where it is used and add its
-gradient straight into the table's dense gradient, never writing the ``[B, K, d]`` block the
-PyTorch path gathers, normalises and scatters (about ten passes over it; at N = 800 that block
-is 52 MB a step). Source: ``mmlrepro/csrc/gathered_cosine.cpp``.
+SPEC §3). The PyTorch path gathers the ``[B, K, d]`` block of drawn rows, normalises,
+multiplies and scatters it, about ten passes over it (52 MB a step at N = 800 on Gowalla); the
+kernel groups the pairs by table row, reads each drawn row once forward and once backward
+however often it was drawn, and writes the table's dense gradient in one sequential pass.
+Source: ``mmlrepro/csrc/gathered_cosine.cpp`` (the formulas, the summation order).
 
 :func:`gathered_cosine_kernel` compiles it once per machine with
 ``torch.utils.cpp_extension.load`` (``ninja`` and a C++ compiler; the build is cached under
-:func:`build_dir`, keyed by the source, torch's version and the CPU) and returns the loaded
-module, or None where it cannot: no compiler, no ninja, a failed build, or
-``MMLREPRO_KERNELS=0`` in the environment. The first None prints one line saying why and that
-the PyTorch path is used; nothing else changes (both paths compute the same function, to float
-rounding: tests/test_kernels.py).
+:func:`build_dir`, keyed by the source, the flags, torch's version and the CPU) and returns the
+loaded module, or None where it cannot: no compiler, no ninja, a failed build, or
+``MMLREPRO_KERNELS=0`` in the environment (no notice then). Otherwise a None prints one line
+saying why and that the PyTorch path is used, once per process. Both paths compute the same
+function to float rounding (tests/test_kernels.py); they are not bit-identical (the kernel sums
+in its own fixed order, PyTorch in MKL's), so a run trained with one and verified with the
+other agrees within ``mmlrepro.verify.TOLERANCE``, not to the last bit.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from types import ModuleType
 import torch
 
 SOURCE = Path(__file__).parent / "csrc" / "gathered_cosine.cpp"
-# -ffp-contract=off: no fused multiply-adds, so the sums are the same on every x86 or ARM CPU
+# -ffp-contract=off: no fused multiply-adds, so the kernel's sums do not depend on whether
+# the CPU has them, nor (fixed lanes, csrc) on its vector width
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]
 ENV_SWITCH = "MMLREPRO_KERNELS"   # "0": never build or use the compiled kernels
 MODULE = "mmlrepro_gathered_cosine"
@@ -60,15 +64,31 @@ def build_dir() -> Path:
 
 
 def _ninja_on_path() -> bool:
-    """Whether ``ninja`` runs; the ``ninja`` package's binary is put on PATH when it is not."""
+    """Whether ``ninja`` runs (torch's build calls it by name). When it is not on PATH, the
+    ``ninja`` package's binary and this Python's scripts folder (a venv not activated) are put
+    in front of PATH for this process."""
     if shutil.which("ninja"):
         return True
+    folders = [str(Path(sys.executable).parent)]
     try:
         import ninja
+
+        folders.insert(0, getattr(ninja, "BIN_DIR", ""))
     except ImportError:
-        return False
-    os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+        pass
+    os.environ["PATH"] = os.pathsep.join([*filter(None, folders), os.environ.get("PATH", "")])
     return shutil.which("ninja") is not None
+
+
+def toolchain_missing() -> str | None:
+    """What the build lacks on this machine (no ninja, no C++ compiler), or None."""
+    if platform.system() == "Windows":
+        return "not built on Windows"
+    if not _ninja_on_path():
+        return "ninja not found: pip install ninja"
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        return "no C++ compiler (c++ or $CXX)"
+    return None
 
 
 def _notice(reason: str) -> None:
@@ -81,14 +101,9 @@ def load_gathered_cosine() -> ModuleType | None:
     why, where that cannot be done. :func:`gathered_cosine_kernel` is this, once per process."""
     if os.environ.get(ENV_SWITCH, "1") == "0":
         return None   # asked for: no notice
-    if platform.system() == "Windows":
-        _notice("not built on Windows")
-        return None
-    if not _ninja_on_path():
-        _notice("ninja not found: pip install ninja")
-        return None
-    if shutil.which(os.environ.get("CXX", "c++")) is None:
-        _notice("no C++ compiler (c++ or $CXX)")
+    missing = toolchain_missing()
+    if missing:
+        _notice(missing)
         return None
     from torch.utils import cpp_extension
 

@@ -33,9 +33,11 @@ STEP_TOL = {torch.float64: (1e-9, 1e-11), torch.float32: (1e-4, 1e-4)}
 @pytest.fixture(scope="module")
 def kernel():
     k = kernels.gathered_cosine_kernel()
-    if k is None:
+    if k is None:   # skipped where the fallback is meant to apply, an error where it built not
         if os.environ.get(kernels.ENV_SWITCH) == "0":
             pytest.skip(f"{kernels.ENV_SWITCH}=0")
+        if kernels.toolchain_missing():
+            pytest.skip(f"no kernel here: {kernels.toolchain_missing()}")
         pytest.fail("the compiled kernel did not build here (the notice above says why)")
     return k
 

@@ -84,8 +84,8 @@ class _KernelCosine(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u: Tensor, table: Tensor, idx: Tensor, kernel) -> Tensor:
-        scores, norms, starts, order = kernel.forward(u, table, idx, NORM_EPS)
-        ctx.save_for_backward(u, table, idx, scores, norms, starts, order)
+        scores, *grouping = kernel.forward(u, table, idx, NORM_EPS)
+        ctx.save_for_backward(u, table, *grouping)
         ctx.kernel = kernel
         return scores
 

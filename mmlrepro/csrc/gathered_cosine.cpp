@@ -1,21 +1,20 @@
 // The cosine scores of a batch's gathered rows, forward and backward (mmlrepro.kernels; the
 // formulas are those of mmlrepro.models.gathered_cosine, SPEC §3).
 //
-//   forward:   n_p = ||e_r||, s_p = <u_b, e_r> / max(n_p, eps)   for each pair p = (b, k),
-//              r = idx[b, k] its table row
-//   backward:  a_p = g_p / max(n_p, eps),  c_p = a_p·s_p / max(n_p, eps) (0 where n_p < eps)
-//              ∂u_b = Σ_k a_p e_r                      (in order of k)
-//              ∂table_r = Σ_{p: idx_p = r} (a_p u_b − c_p e_r)   (in the batch's order)
+//   forward:   s_p = <u_b, e_r> / max(||e_r||, eps)   for each pair p = (b, k), r = idx[b, k]
+//   backward:  a_p = g_p / max(||e_r||, eps),  c_p = a_p·s_p / max(||e_r||, eps) (0 where
+//              ||e_r|| < eps),  ∂u_b = Σ_k a_p e_r,  ∂table_r = Σ_{p: idx_p = r} (a_p u_b − c_p e_r)
 //
 // The pairs are grouped by table row once (a stable counting sort, forward), and both passes
-// over the table run row by row: each row is read once however often it was drawn (at
-// N = 800 a Gowalla row is drawn about five times a step), its gradient row written once,
-// the rows not drawn written 0: the dense table gradient in one sequential pass, with no
-// [B, K, d] block and no scattered read-modify-writes. ∂u reads the rows in the batch's order,
-// prefetched. Threads split the rows (and the users for ∂u), and every sum runs in the same
-// order at any thread count. Dot products and norms sum into LANES partial sums in order of
-// the element, then add up as a fixed tree, and the build passes -ffp-contract=off: the
-// result does not depend on the vector width the compiler picks.
+// run row by row: each drawn row is read once however often it was drawn (at N = 800 a Gowalla
+// row is drawn about five times a step) and its norm computed once, the user vectors (64 KB
+// to 128 KB) stay in cache, the table's gradient is written once, row after row, densely (0
+// for the rows not drawn), and ∂u is added up alongside. No [B, K, d] block is written and no
+// row is read-modified-written at random. Threads split fixed ranges of rows, and every sum
+// runs in an order that does not depend on their number. Dot products and norms sum into LANES
+// partial sums in order of the element, then add up as a fixed tree, and the build passes
+// -ffp-contract=off: the result does not depend on the vector width the compiler picks or on
+// fused multiply-adds.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -29,120 +28,165 @@
 namespace {
 
 constexpr int64_t LANES = 16;      // partial sums of a dot product
-constexpr int64_t PREFETCH = 16;   // pairs ahead: a row is fetched this many pairs before its use
 constexpr int64_t GRAIN = 256;     // table rows per task, at least
 
-template <typename T>
-struct Lanes {
-  typedef T vec __attribute__((vector_size(LANES * sizeof(T))));
+template <typename T, int64_t W>
+struct Vec {
+  typedef T type __attribute__((vector_size(W * sizeof(T))));
 };
 
-template <typename T>
-inline T tree_sum(T* acc) {
-  for (int64_t w = LANES / 2; w > 0; w /= 2)
-    for (int64_t l = 0; l < w; ++l) acc[l] += acc[l + w];
-  return acc[0];
+// The W lanes of a added up as a tree: lanes l and l + W/2, then the same on the W/2 sums, ...
+template <typename T, int64_t W>
+inline T tree_sum(typename Vec<T, W>::type a) {
+  if constexpr (W == 1) {
+    return a[0];
+  } else {
+    typename Vec<T, W / 2>::type lo, hi;
+    std::memcpy(&lo, &a, sizeof(lo));
+    std::memcpy(&hi, reinterpret_cast<const char*>(&a) + sizeof(lo), sizeof(hi));
+    return tree_sum<T, W / 2>(lo + hi);
+  }
 }
 
-// <x, y> over d elements: lane l sums the elements j ≡ l (mod LANES) in order of j.
+// <x, y> over d elements: lane l sums the products of the elements j ≡ l (mod LANES) in order
+// of j, then the lanes add up as a tree.
 template <typename T>
 inline T dot(const T* x, const T* y, int64_t d) {
-  typedef typename Lanes<T>::vec vec;
-  vec a = {};
+  typedef typename Vec<T, LANES>::type vec;
+  vec acc = {};
   int64_t j = 0;
   for (; j + LANES <= d; j += LANES) {
     vec xv, yv;
     std::memcpy(&xv, x + j, sizeof(vec));
     std::memcpy(&yv, y + j, sizeof(vec));
-    a += xv * yv;
+    acc += xv * yv;
   }
-  T s[LANES];
-  std::memcpy(s, &a, sizeof(vec));
-  for (int64_t l = 0; j + l < d; ++l) s[l] += x[j + l] * y[j + l];
-  return tree_sum(s);
-}
-
-// Every cache line of a row: rows read in random order are followed by no hardware prefetcher.
-template <typename T>
-inline void prefetch_row(const T* row, int64_t d) {
-  const char* p = reinterpret_cast<const char*>(row);
-  for (int64_t o = 0; o < d * static_cast<int64_t>(sizeof(T)); o += 64) __builtin_prefetch(p + o, 0, 3);
+  if (j < d) {
+    T tail[LANES] = {};
+    for (int64_t l = 0; j + l < d; ++l) tail[l] = x[j + l] * y[j + l];
+    vec tv;
+    std::memcpy(&tv, tail, sizeof(vec));
+    acc += tv;
+  }
+  return tree_sum<T, LANES>(acc);
 }
 
 // Stable counting sort of the pairs by row: the pairs of row r are order[starts[r]..starts[r+1])
-// in the batch's order, order[0][q] the pair's index p = b·K + k and order[1][q] its user b.
+// in the batch's order, pair[q] the pair's index p = b·K + k and user[q] its user b. T threads
+// each count and place the pairs of their own users, thread t's pairs of a row after those of
+// threads < t: the same result as one thread. Refuses an index outside [0, n) before placing.
 void group_by_row(const int64_t* idx, int64_t B, int64_t K, int64_t n, int64_t* starts,
                   int32_t* pair, int32_t* user) {
-  std::fill(starts, starts + n + 1, 0);
-  for (int64_t p = 0; p < B * K; ++p) ++starts[idx[p] + 1];
-  for (int64_t r = 0; r < n; ++r) starts[r + 1] += starts[r];
-  std::vector<int64_t> next(starts, starts + n);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t p = b * K; p < (b + 1) * K; ++p) {
-      const int64_t q = next[idx[p]]++;
-      pair[q] = static_cast<int32_t>(p);
-      user[q] = static_cast<int32_t>(b);
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B));
+  std::vector<int64_t> next(parts * n, 0);   // part t's count of row r, then its next slot
+  std::vector<char> bad(parts, 0);
+  at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      int64_t* count = next.data() + t * n;
+      for (int64_t p = B * t / parts * K; p < B * (t + 1) / parts * K; ++p) {
+        const int64_t r = idx[p];
+        if (r < 0 || r >= n) {
+          bad[t] = 1;
+          break;
+        }
+        ++count[r];
+      }
     }
+  });
+  TORCH_CHECK(std::find(bad.begin(), bad.end(), 1) == bad.end(),
+              "gathered_cosine kernel: index out of range for a table of ", n, " rows");
+  int64_t total = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    starts[r] = total;
+    for (int64_t t = 0; t < parts; ++t) {
+      const int64_t c = next[t * n + r];
+      next[t * n + r] = total;
+      total += c;
+    }
+  }
+  starts[n] = total;
+  at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      int64_t* slot = next.data() + t * n;
+      for (int64_t b = B * t / parts; b < B * (t + 1) / parts; ++b)
+        for (int64_t p = b * K; p < (b + 1) * K; ++p) {
+          const int64_t q = slot[idx[p]]++;
+          pair[q] = static_cast<int32_t>(p);
+          user[q] = static_cast<int32_t>(b);
+        }
+    }
+  });
 }
 
+// Forward, row by row: n_r = ||e_r|| (0 for a row not drawn) and, for each pair of the row,
+// s = <u_b, e_r> / max(n_r, eps), written in the batch's order (scores) and in the grouped
+// order (grouped, for the backward).
 template <typename T>
 void forward_impl(const T* u, const T* table, const int64_t* starts, const int32_t* pair,
-                  const int32_t* user, T* scores, T* norms, int64_t n, int64_t d, T eps) {
+                  const int32_t* user, T* scores, T* grouped, T* row_norms, int64_t n, int64_t d,
+                  T eps) {
   at::parallel_for(0, n, GRAIN, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      if (starts[r] == starts[r + 1]) continue;
+      if (starts[r] == starts[r + 1]) {
+        row_norms[r] = T(0);
+        continue;
+      }
       const T* e = table + r * d;
       const T norm = std::sqrt(dot(e, e, d));
       const T denom = std::max(norm, eps);
+      row_norms[r] = norm;
       for (int64_t q = starts[r]; q < starts[r + 1]; ++q) {
-        norms[pair[q]] = norm;
-        scores[pair[q]] = dot(u + user[q] * d, e, d) / denom;
+        const T s = dot(u + user[q] * d, e, d) / denom;
+        grouped[q] = s;
+        scores[pair[q]] = s;
       }
     }
   });
 }
 
-// a = g / max(n, eps) in place of g, and c = a·s / max(n, eps) (0 where n < eps).
-template <typename T>
-void coefficients(T* a, T* c, const T* scores, const T* norms, int64_t size, T eps) {
-  for (int64_t i = 0; i < size; ++i) {
-    const T denom = std::max(norms[i], eps);
-    a[i] = a[i] / denom;
-    c[i] = norms[i] >= eps ? a[i] * scores[i] / denom : T(0);
-  }
-}
+// Backward, row by row over CHUNKS fixed ranges of rows: with a = g / max(n_r, eps) and
+// c = a·s / max(n_r, eps) (0 where n_r < eps) for each pair of row r, the table's gradient row
+// Σ (a u_b − c e_r) in the batch's order, and ∂u_b += a e_r into the chunk's own partial ∂u,
+// the partials then added in chunk order. The chunks do not depend on the thread count, so
+// neither does any sum.
+constexpr int64_t CHUNKS = 8;
 
 template <typename T>
-void grad_u_impl(const T* a, const T* table, const int64_t* idx, T* grad_u, int64_t B, int64_t K,
-                 int64_t d) {
-  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    std::fill(grad_u + b0 * d, grad_u + b1 * d, T(0));
-    for (int64_t b = b0; b < b1; ++b) {
-      T* gu = grad_u + b * d;
-      for (int64_t p = b * K; p < (b + 1) * K; ++p) {
-        if (p + PREFETCH < b1 * K) prefetch_row(table + idx[p + PREFETCH] * d, d);
-        const T* e = table + idx[p] * d;
-        const T ap = a[p];
-        for (int64_t j = 0; j < d; ++j) gu[j] += ap * e[j];
+void backward_impl(const T* grad, const T* u, const T* table, const int64_t* starts,
+                   const int32_t* pair, const int32_t* user, const T* grouped,
+                   const T* row_norms, T* grad_u, T* grad_table, int64_t n, int64_t B, int64_t d,
+                   T eps) {
+  const int64_t chunks = std::min<int64_t>(CHUNKS, std::max<int64_t>(n, 1));
+  std::vector<T> partial(grad_u ? chunks * B * d : 0, T(0));
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t chunk = c0; chunk < c1; ++chunk) {
+      T* gu = grad_u ? partial.data() + chunk * B * d : nullptr;
+      for (int64_t r = n * chunk / chunks; r < n * (chunk + 1) / chunks; ++r) {
+        const T* e = table + r * d;
+        T* g = grad_table ? grad_table + r * d : nullptr;
+        if (g) std::fill(g, g + d, T(0));
+        const T norm = row_norms[r];
+        const T denom = std::max(norm, eps);
+        for (int64_t q = starts[r]; q < starts[r + 1]; ++q) {
+          const T a = grad[pair[q]] / denom;
+          const T c = norm >= eps ? a * grouped[q] / denom : T(0);
+          const T* ub = u + user[q] * d;
+          if (g)
+            for (int64_t j = 0; j < d; ++j) g[j] += a * ub[j] - c * e[j];
+          if (gu) {
+            T* gub = gu + user[q] * d;
+            for (int64_t j = 0; j < d; ++j) gub[j] += a * e[j];
+          }
+        }
       }
     }
   });
-}
-
-template <typename T>
-void grad_table_impl(const T* a, const T* c, const T* u, const T* table, const int64_t* starts,
-                     const int32_t* pair, const int32_t* user, T* grad_table, int64_t n,
-                     int64_t d) {
-  at::parallel_for(0, n, GRAIN, [&](int64_t r0, int64_t r1) {
-    std::fill(grad_table + r0 * d, grad_table + r1 * d, T(0));
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* e = table + r * d;
-      T* g = grad_table + r * d;
-      for (int64_t q = starts[r]; q < starts[r + 1]; ++q) {
-        const T ap = a[pair[q]], cp = c[pair[q]];
-        const T* ub = u + user[q] * d;
-        for (int64_t j = 0; j < d; ++j) g[j] += ap * ub[j] - cp * e[j];
-      }
+  if (!grad_u) return;
+  at::parallel_for(0, B * d, 1024, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      T sum = partial[i];
+      for (int64_t chunk = 1; chunk < chunks; ++chunk) sum += partial[chunk * B * d + i];
+      grad_u[i] = sum;
     }
   });
 }
@@ -164,67 +208,58 @@ void check(const at::Tensor& u, const at::Tensor& table, const at::Tensor& idx) 
 
 }  // namespace
 
-// (scores [B, K], norms [B, K], starts [n + 1], order [2, B·K]): the scores and the row norms,
-// and the pairs grouped by row for the backward.
+// (scores [B, K], and for the backward: starts [n + 1], order [2, B·K] (pair, user), the
+// scores in grouped order [B·K], the row norms [n]).
 std::vector<at::Tensor> forward(const at::Tensor& u, const at::Tensor& table, const at::Tensor& idx,
                                 double eps) {
   check(u, table, idx);
   const int64_t B = idx.size(0), K = idx.size(1), n = table.size(0), d = u.size(1);
-  const int64_t* ip = idx.data_ptr<int64_t>();
-  const auto bounds = std::minmax_element(ip, ip + idx.numel());
-  TORCH_CHECK(idx.numel() == 0 || (*bounds.first >= 0 && *bounds.second < n),
-              "gathered_cosine kernel: index out of range for a table of ", n, " rows");
   auto starts = at::empty({n + 1}, idx.options());
   auto order = at::empty({2, B * K}, idx.options().dtype(at::kInt));
-  group_by_row(ip, B, K, n, starts.data_ptr<int64_t>(), order[0].data_ptr<int32_t>(),
+  group_by_row(idx.data_ptr<int64_t>(), B, K, n, starts.data_ptr<int64_t>(), order[0].data_ptr<int32_t>(),
                order[1].data_ptr<int32_t>());
   auto scores = at::empty(idx.sizes(), u.options());
-  auto norms = at::empty(idx.sizes(), u.options());
+  auto grouped = at::empty({B * K}, u.options());
+  auto row_norms = at::empty({n}, u.options());
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "gathered_cosine_forward", [&] {
     forward_impl<scalar_t>(u.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(),
                            starts.data_ptr<int64_t>(), order[0].data_ptr<int32_t>(),
                            order[1].data_ptr<int32_t>(), scores.data_ptr<scalar_t>(),
-                           norms.data_ptr<scalar_t>(), n, d, static_cast<scalar_t>(eps));
+                           grouped.data_ptr<scalar_t>(), row_norms.data_ptr<scalar_t>(), n, d,
+                           static_cast<scalar_t>(eps));
   });
-  return {scores, norms, starts, order};
+  return {scores, starts, order, grouped, row_norms};
 }
 
 // (∂u, or an empty tensor unless want_u; the dense ∂table [n, d], or an empty tensor unless
-// want_table), from forward's outputs.
+// want_table), from the forward's outputs.
 std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& u,
-                                 const at::Tensor& table, const at::Tensor& idx,
-                                 const at::Tensor& scores, const at::Tensor& norms,
-                                 const at::Tensor& starts, const at::Tensor& order, double eps,
-                                 bool want_u, bool want_table) {
-  check(u, table, idx);
-  const int64_t B = idx.size(0), K = idx.size(1), n = table.size(0), d = u.size(1);
-  TORCH_CHECK(grad.sizes() == idx.sizes() && scores.sizes() == idx.sizes() &&
-                  norms.sizes() == idx.sizes() && starts.numel() == n + 1 &&
-                  order.size(1) == B * K,
+                                 const at::Tensor& table, const at::Tensor& starts,
+                                 const at::Tensor& order, const at::Tensor& grouped,
+                                 const at::Tensor& row_norms, double eps, bool want_u,
+                                 bool want_table) {
+  const int64_t B = u.size(0), n = table.size(0), d = u.size(1);
+  TORCH_CHECK(u.is_contiguous() && table.is_contiguous() && u.scalar_type() == table.scalar_type() &&
+                  starts.numel() == n + 1 && row_norms.numel() == n &&
+                  order.size(1) == grad.numel() && grouped.numel() == grad.numel() &&
+                  grad.dim() == 2 && grad.size(0) == B,
               "gathered_cosine kernel: backward inputs do not match the forward's");
-  auto a = grad.to(u.scalar_type()).contiguous().clone();
-  auto c = at::empty_like(a);
+  auto g = grad.to(u.scalar_type()).contiguous();
   auto grad_u = want_u ? at::empty_like(u) : at::empty({0}, u.options());
   auto grad_table = want_table ? at::empty_like(table) : at::empty({0}, table.options());
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "gathered_cosine_backward", [&] {
-    scalar_t* ap = a.data_ptr<scalar_t>();
-    scalar_t* cp = c.data_ptr<scalar_t>();
-    coefficients<scalar_t>(ap, cp, scores.contiguous().data_ptr<scalar_t>(),
-                           norms.contiguous().data_ptr<scalar_t>(), B * K,
-                           static_cast<scalar_t>(eps));
-    if (want_u)
-      grad_u_impl<scalar_t>(ap, table.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(),
-                            grad_u.data_ptr<scalar_t>(), B, K, d);
-    if (want_table)
-      grad_table_impl<scalar_t>(ap, cp, u.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(),
-                                starts.data_ptr<int64_t>(), order[0].data_ptr<int32_t>(),
-                                order[1].data_ptr<int32_t>(), grad_table.data_ptr<scalar_t>(),
-                                n, d);
+    backward_impl<scalar_t>(g.data_ptr<scalar_t>(), u.data_ptr<scalar_t>(),
+                            table.data_ptr<scalar_t>(), starts.data_ptr<int64_t>(),
+                            order[0].data_ptr<int32_t>(), order[1].data_ptr<int32_t>(),
+                            grouped.data_ptr<scalar_t>(), row_norms.data_ptr<scalar_t>(),
+                            want_u ? grad_u.data_ptr<scalar_t>() : nullptr,
+                            want_table ? grad_table.data_ptr<scalar_t>() : nullptr, n, B, d,
+                            static_cast<scalar_t>(eps));
   });
   return {grad_u, grad_table};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward", &forward, "gathered cosine scores, row norms and the pairs grouped by row");
+  m.def("forward", &forward, "gathered cosine scores, and the pairs grouped by row");
   m.def("backward", &backward, "gathered cosine gradients: (grad_u, dense grad_table)");
 }

@@ -35,6 +35,11 @@ __all__ = ["MF", "SimpleX", "DROPOUT_PLACEMENTS", "AGGREGATORS", "gathered_cosin
 DROPOUT_PLACEMENTS = ("after_norm", "before_norm")
 AGGREGATORS = ("mean", "attention")
 NORM_EPS = 1e-12   # F.normalize's default: x / max(‖x‖, eps)
+# The compiled kernel scores a batch when it draws at least this many pairs per table row (B·K ≥
+# KERNEL_MIN_FILL·n): its passes and its dense gradient cost O(n·d) a step, which below that
+# outweighs what it saves (measured on 2 cores, Gowalla MF + MML at 1 thread: N = 10 and 50
+# slower by 20 % and 5 %, N = 100 faster by 18 %; benchmarks/RESULTS.md, issue 37).
+KERNEL_MIN_FILL = 0.5
 
 
 class _GatheredCosine(torch.autograd.Function):
@@ -114,15 +119,17 @@ def gathered_cosine(u: Tensor, table: Tensor, idx: Tensor, sparse_grad: bool = F
     (``idx [B, K]``), each row L2-normalised as ``F.normalize`` does (SPEC §3).
 
     Equal to ``torch.bmm(F.normalize(table[idx], dim=-1), u[..., None])[..., 0]`` to float
-    rounding. On the CPU, with ``compiled`` (the default) and the kernel of
-    :mod:`mmlrepro.kernels` built, one pass over the pairs forward and one backward, the table's
-    gradient dense (issue 37); otherwise the PyTorch autograd function, in about half the
-    memory passes of the normalise-then-bmm form, whose table gradient is sparse when
-    ``sparse_grad`` (as ``F.embedding(..., sparse=True)``)."""
+    rounding. On the CPU, with ``compiled`` (the default), the kernel of :mod:`mmlrepro.kernels`
+    built and at least :data:`KERNEL_MIN_FILL` pairs per table row, the compiled kernel: each
+    drawn row read once forward and once backward, the table's gradient dense (issue 37).
+    Otherwise the PyTorch autograd function, in about half the memory passes of the
+    normalise-then-bmm form, whose table gradient is sparse when ``sparse_grad`` (as
+    ``F.embedding(..., sparse=True)``)."""
     if u.dim() != 2 or idx.dim() != 2 or idx.shape[0] != u.shape[0] or table.shape[1] != u.shape[1]:
         raise ValueError(f"gathered_cosine: need u [B, d], table [n, d], idx [B, K]; got "
                          f"{tuple(u.shape)}, {tuple(table.shape)}, {tuple(idx.shape)}")
-    kernel = _compiled_kernel(u, table, idx) if compiled else None
+    use = compiled and idx.numel() >= KERNEL_MIN_FILL * table.shape[0]
+    kernel = _compiled_kernel(u, table, idx) if use else None
     if kernel is not None:
         return _KernelCosine.apply(u.contiguous(), table, idx.contiguous(), kernel)
     return _GatheredCosine.apply(u, table, idx, sparse_grad)

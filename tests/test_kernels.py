@@ -248,3 +248,15 @@ def test_the_build_is_keyed_by_source_flags_torch_and_cpu(monkeypatch, tmp_path)
     assert kernels.build_dir() != first
     monkeypatch.setattr(kernels, "_cpu_id", lambda: "another cpu")
     assert kernels.build_dir() != first
+
+
+def test_the_kernel_scores_only_batches_that_fill_the_table(kernel):
+    """Below KERNEL_MIN_FILL pairs per row the PyTorch path (sparse gradient) is cheaper and used;
+    at or above it the kernel (dense gradient)."""
+    n = 40
+    table = torch.randn(n, 8, requires_grad=True)
+    for k, dense in ((4, False), (5, True)):    # 4·4 = 16 < 0.5·40 <= 4·5 = 20
+        s = gathered_cosine(torch.randn(4, 8), table, torch.randint(0, n, (4, k)), sparse_grad=True)
+        (grad,) = torch.autograd.grad(s.sum(), (table,))
+        assert 4 * k >= models.KERNEL_MIN_FILL * n if dense else 4 * k < models.KERNEL_MIN_FILL * n
+        assert grad.is_sparse is not dense

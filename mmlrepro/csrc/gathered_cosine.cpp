@@ -78,11 +78,11 @@ inline T dot(const T* x, const T* y, int64_t d) {
 void group_by_row(const int64_t* idx, int64_t B, int64_t K, int64_t n, int64_t* starts,
                   int32_t* pair, int32_t* user) {
   const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B));
-  std::vector<int64_t> next(parts * n, 0);   // part t's count of row r, then its next slot
+  std::vector<int32_t> next(parts * n, 0);   // part t's count of row r, then its next slot
   std::vector<char> bad(parts, 0);
   at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      int64_t* count = next.data() + t * n;
+      int32_t* count = next.data() + t * n;
       for (int64_t p = B * t / parts * K; p < B * (t + 1) / parts * K; ++p) {
         const int64_t r = idx[p];
         if (r < 0 || r >= n) {
@@ -95,11 +95,11 @@ void group_by_row(const int64_t* idx, int64_t B, int64_t K, int64_t n, int64_t* 
   });
   TORCH_CHECK(std::find(bad.begin(), bad.end(), 1) == bad.end(),
               "gathered_cosine kernel: index out of range for a table of ", n, " rows");
-  int64_t total = 0;
+  int32_t total = 0;
   for (int64_t r = 0; r < n; ++r) {
     starts[r] = total;
     for (int64_t t = 0; t < parts; ++t) {
-      const int64_t c = next[t * n + r];
+      const int32_t c = next[t * n + r];
       next[t * n + r] = total;
       total += c;
     }
@@ -107,10 +107,10 @@ void group_by_row(const int64_t* idx, int64_t B, int64_t K, int64_t n, int64_t* 
   starts[n] = total;
   at::parallel_for(0, parts, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      int64_t* slot = next.data() + t * n;
+      int32_t* slot = next.data() + t * n;
       for (int64_t b = B * t / parts; b < B * (t + 1) / parts; ++b)
         for (int64_t p = b * K; p < (b + 1) * K; ++p) {
-          const int64_t q = slot[idx[p]]++;
+          const int32_t q = slot[idx[p]]++;
           pair[q] = static_cast<int32_t>(p);
           user[q] = static_cast<int32_t>(b);
         }
@@ -158,6 +158,10 @@ void backward_impl(const T* grad, const T* u, const T* table, const int64_t* sta
                    T eps) {
   const int64_t chunks = std::min<int64_t>(CHUNKS, std::max<int64_t>(n, 1));
   std::vector<T> partial(grad_u ? chunks * B * d : 0, T(0));
+  std::vector<T> g_grouped(starts[n]);   // g in grouped order: the row pass then reads it in order
+  at::parallel_for(0, starts[n], 4096, [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q) g_grouped[q] = grad[pair[q]];
+  });
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t chunk = c0; chunk < c1; ++chunk) {
       T* gu = grad_u ? partial.data() + chunk * B * d : nullptr;
@@ -168,7 +172,7 @@ void backward_impl(const T* grad, const T* u, const T* table, const int64_t* sta
         const T norm = row_norms[r];
         const T denom = std::max(norm, eps);
         for (int64_t q = starts[r]; q < starts[r + 1]; ++q) {
-          const T a = grad[pair[q]] / denom;
+          const T a = g_grouped[q] / denom;
           const T c = norm >= eps ? a * grouped[q] / denom : T(0);
           const T* ub = u + user[q] * d;
           if (g)

@@ -14,12 +14,14 @@ the same machine:
   scores, dense gradients, the full-table penalty in the loss, ``clip_grad_norm_``,
   ``torch.optim.Adam``).
 
-Also a memory bandwidth (a 256 MiB copy) and the floor it implies for a step:
-``40·(n_users + n_items)·d`` bytes for the dense part (λW into the gradient: read 4 + write 4,
-the clip norm: read 4, fused Adam: read param, gradient and both moments, write param and both
-moments: 28) plus ``16·B·(N + 1)·d`` for the pairs (each row read forward and backward, its
-gradient row read and written), each byte moved once at the copy's rate. The rows come in
-random order; the floor counts them as streamed.
+Also a memory bandwidth (a 256 MiB copy) and the floor it implies for a step, every byte moved
+once at the copy's rate: ``40·(n_users + n_items)·d`` bytes for the dense part (λW into the
+gradient: read 4 + write 4, the clip norm: read 4, fused Adam: read param, gradient and both
+moments, write param and both moments: 28), plus ``12·u·d`` for the u distinct item rows a
+batch draws (expected u = n·(1 − (1 − 1/n)^(B·(N+1)))): each read forward and backward, its
+gradient row written once, plus 16 bytes a pair (its index, score and score gradient). A row
+drawn several times in one step counts once: at N = 800 nearly every item is drawn about five
+(Gowalla) to eleven (Yelp2018) times a step.
 
 Each step is timed by the wall clock (what a run costs on an idle machine) and by the process's
 CPU time (``time.process_time``: at one thread, what the step costs whatever else the machine
@@ -66,9 +68,12 @@ def copy_bandwidth(repeats: int = 5) -> float:
     return 2 * COPY_BYTES / best / 1e9
 
 
-def floor_ms(n_rows_tables: int, dim: int, batch: int, n_neg: int, gbps: float) -> float:
-    """The step's floor at ``gbps``: the dense bytes and the pairs' bytes of the module docstring."""
-    moved = 40 * n_rows_tables * dim + 16 * batch * (n_neg + 1) * dim
+def floor_ms(table_rows: int, n_items: int, dim: int, batch: int, n_neg: int, gbps: float) -> float:
+    """The step's floor at ``gbps``: the dense bytes of ``table_rows`` rows (every table), the
+    distinct drawn item rows' bytes and the pairs' bytes of the module docstring."""
+    pairs = batch * (n_neg + 1)
+    distinct = n_items * (1 - (1 - 1 / n_items) ** pairs)
+    moved = 40 * table_rows * dim + 12 * distinct * dim + 16 * pairs
     return moved / (gbps * 1e9) * 1e3
 
 
@@ -153,7 +158,7 @@ def main() -> None:
     for name in args.datasets:
         config = paper_config(name, args.model, "mml", device="cpu")
         dataset = load_run_dataset(config)
-        tables = dataset.n_users + dataset.n_items * (
+        table_rows = dataset.n_users + dataset.n_items * (
             2 if args.model == "simplex" and config.model_hp.get("separate_history_table") else 1)
         head = (f"{name} ({dataset.n_users} users, {dataset.n_items} items), batch "
                 f"{config.batch_size}: wall ms/step | CPU ms/step")
@@ -166,7 +171,8 @@ def main() -> None:
             times = time_interleaved(make_steps(config, dataset, n_neg, device), args.steps,
                                      args.warmup)
             by_n[n_neg] = times
-            floor = floor_ms(tables, config.dim, config.batch_size, n_neg, gbps)
+            floor = floor_ms(table_rows, dataset.n_items, config.dim, config.batch_size, n_neg,
+                             gbps)
             row = (f"{n_neg:>5} " + " ".join(f"{times[s][0]:9.2f}" for s in STEPS)
                    + f" {floor:7.2f} | " + " ".join(f"{times[s][1]:9.2f}" for s in STEPS)
                    + f" | {times['today'][1] / times['new'][1]:7.2f}x")

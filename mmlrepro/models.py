@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from mmlrepro.kernels import gathered_cosine_kernel
 
@@ -95,6 +96,7 @@ class _KernelCosine(torch.autograd.Function):
         return scores
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: Tensor):
         want_u, want_table = ctx.needs_input_grad[:2]
         grad_u, grad_table = ctx.kernel.backward(grad, *ctx.saved_tensors, NORM_EPS, want_u,

@@ -30,6 +30,9 @@ namespace {
 constexpr int64_t LANES = 16;      // partial sums of a dot product
 constexpr int64_t GRAIN = 256;     // table rows per task, at least
 
+inline int64_t pair_of(int64_t packed) { return packed & 0xffffffff; }
+inline int64_t user_of(int64_t packed) { return packed >> 32; }
+
 template <typename T, int64_t W>
 struct Vec {
   typedef T type __attribute__((vector_size(W * sizeof(T))));
@@ -71,12 +74,39 @@ inline T dot(const T* x, const T* y, int64_t d) {
   return tree_sum<T, LANES>(acc);
 }
 
+// The same dot products of four x against one y, side by side (each summed exactly as dot).
+template <typename T>
+inline void dot4(const T* const* x, const T* y, int64_t d, T* out) {
+  typedef typename Vec<T, LANES>::type vec;
+  if (d % LANES) {
+    for (int i = 0; i < 4; ++i) out[i] = dot(x[i], y, d);
+    return;
+  }
+  vec a0 = {}, a1 = {}, a2 = {}, a3 = {};
+  for (int64_t j = 0; j < d; j += LANES) {
+    vec yv, v0, v1, v2, v3;
+    std::memcpy(&yv, y + j, sizeof(vec));
+    std::memcpy(&v0, x[0] + j, sizeof(vec));
+    std::memcpy(&v1, x[1] + j, sizeof(vec));
+    std::memcpy(&v2, x[2] + j, sizeof(vec));
+    std::memcpy(&v3, x[3] + j, sizeof(vec));
+    a0 += v0 * yv;
+    a1 += v1 * yv;
+    a2 += v2 * yv;
+    a3 += v3 * yv;
+  }
+  out[0] = tree_sum<T, LANES>(a0);
+  out[1] = tree_sum<T, LANES>(a1);
+  out[2] = tree_sum<T, LANES>(a2);
+  out[3] = tree_sum<T, LANES>(a3);
+}
+
 // Stable counting sort of the pairs by row: the pairs of row r are order[starts[r]..starts[r+1])
-// in the batch's order, pair[q] the pair's index p = b·K + k and user[q] its user b. T threads
+// in the batch's order, order[q] = b·2^32 + p for pair p = b·K + k of user b. T threads
 // each count and place the pairs of their own users, thread t's pairs of a row after those of
 // threads < t: the same result as one thread. Refuses an index outside [0, n) before placing.
 void group_by_row(const int64_t* idx, int64_t B, int64_t K, int64_t n, int64_t* starts,
-                  int32_t* pair, int32_t* user) {
+                  int64_t* order) {
   const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B));
   std::vector<int32_t> next(parts * n, 0);   // part t's count of row r, then its next slot
   std::vector<char> bad(parts, 0);
@@ -110,9 +140,7 @@ void group_by_row(const int64_t* idx, int64_t B, int64_t K, int64_t n, int64_t* 
       int32_t* slot = next.data() + t * n;
       for (int64_t b = B * t / parts; b < B * (t + 1) / parts; ++b)
         for (int64_t p = b * K; p < (b + 1) * K; ++p) {
-          const int32_t q = slot[idx[p]]++;
-          pair[q] = static_cast<int32_t>(p);
-          user[q] = static_cast<int32_t>(b);
+          order[slot[idx[p]]++] = (b << 32) | p;
         }
     }
   });
@@ -122,9 +150,8 @@ void group_by_row(const int64_t* idx, int64_t B, int64_t K, int64_t n, int64_t* 
 // s = <u_b, e_r> / max(n_r, eps), written in the batch's order (scores) and in the grouped
 // order (grouped, for the backward).
 template <typename T>
-void forward_impl(const T* u, const T* table, const int64_t* starts, const int32_t* pair,
-                  const int32_t* user, T* scores, T* grouped, T* row_norms, int64_t n, int64_t d,
-                  T eps) {
+void forward_impl(const T* u, const T* table, const int64_t* starts, const int64_t* order,
+                  T* scores, T* grouped, T* row_norms, int64_t n, int64_t d, T eps) {
   at::parallel_for(0, n, GRAIN, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       if (starts[r] == starts[r + 1]) {
@@ -135,10 +162,20 @@ void forward_impl(const T* u, const T* table, const int64_t* starts, const int32
       const T norm = std::sqrt(dot(e, e, d));
       const T denom = std::max(norm, eps);
       row_norms[r] = norm;
-      for (int64_t q = starts[r]; q < starts[r + 1]; ++q) {
-        const T s = dot(u + user[q] * d, e, d) / denom;
-        grouped[q] = s;
-        scores[pair[q]] = s;
+      int64_t q = starts[r];
+      for (; q + 4 <= starts[r + 1]; q += 4) {
+        const T* x[4];
+        T s[4];
+        for (int i = 0; i < 4; ++i) x[i] = u + user_of(order[q + i]) * d;
+        dot4(x, e, d, s);
+        for (int i = 0; i < 4; ++i) {
+          grouped[q + i] = s[i] / denom;
+          scores[pair_of(order[q + i])] = grouped[q + i];
+        }
+      }
+      for (; q < starts[r + 1]; ++q) {
+        grouped[q] = dot(u + user_of(order[q]) * d, e, d) / denom;
+        scores[pair_of(order[q])] = grouped[q];
       }
     }
   });
@@ -153,14 +190,14 @@ constexpr int64_t CHUNKS = 8;
 
 template <typename T>
 void backward_impl(const T* grad, const T* u, const T* table, const int64_t* starts,
-                   const int32_t* pair, const int32_t* user, const T* grouped,
+                   const int64_t* order, const T* grouped,
                    const T* row_norms, T* grad_u, T* grad_table, int64_t n, int64_t B, int64_t d,
                    T eps) {
   const int64_t chunks = std::min<int64_t>(CHUNKS, std::max<int64_t>(n, 1));
   std::vector<T> partial(grad_u ? chunks * B * d : 0, T(0));
   std::vector<T> g_grouped(starts[n]);   // g in grouped order: the row pass then reads it in order
   at::parallel_for(0, starts[n], 4096, [&](int64_t q0, int64_t q1) {
-    for (int64_t q = q0; q < q1; ++q) g_grouped[q] = grad[pair[q]];
+    for (int64_t q = q0; q < q1; ++q) g_grouped[q] = grad[pair_of(order[q])];
   });
   at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t chunk = c0; chunk < c1; ++chunk) {
@@ -174,11 +211,12 @@ void backward_impl(const T* grad, const T* u, const T* table, const int64_t* sta
         for (int64_t q = starts[r]; q < starts[r + 1]; ++q) {
           const T a = g_grouped[q] / denom;
           const T c = norm >= eps ? a * grouped[q] / denom : T(0);
-          const T* ub = u + user[q] * d;
+          const int64_t b = user_of(order[q]);
+          const T* ub = u + b * d;
           if (g)
             for (int64_t j = 0; j < d; ++j) g[j] += a * ub[j] - c * e[j];
           if (gu) {
-            T* gub = gu + user[q] * d;
+            T* gub = gu + b * d;
             for (int64_t j = 0; j < d; ++j) gub[j] += a * e[j];
           }
         }
@@ -212,23 +250,23 @@ void check(const at::Tensor& u, const at::Tensor& table, const at::Tensor& idx) 
 
 }  // namespace
 
-// (scores [B, K], and for the backward: starts [n + 1], order [2, B·K] (pair, user), the
+// (scores [B, K], and for the backward: starts [n + 1], order [B·K] (user·2^32 + pair), the
 // scores in grouped order [B·K], the row norms [n]).
 std::vector<at::Tensor> forward(const at::Tensor& u, const at::Tensor& table, const at::Tensor& idx,
                                 double eps) {
   check(u, table, idx);
   const int64_t B = idx.size(0), K = idx.size(1), n = table.size(0), d = u.size(1);
   auto starts = at::empty({n + 1}, idx.options());
-  auto order = at::empty({2, B * K}, idx.options().dtype(at::kInt));
-  group_by_row(idx.data_ptr<int64_t>(), B, K, n, starts.data_ptr<int64_t>(), order[0].data_ptr<int32_t>(),
-               order[1].data_ptr<int32_t>());
+  auto order = at::empty({B * K}, idx.options());
+  group_by_row(idx.data_ptr<int64_t>(), B, K, n, starts.data_ptr<int64_t>(),
+               order.data_ptr<int64_t>());
   auto scores = at::empty(idx.sizes(), u.options());
   auto grouped = at::empty({B * K}, u.options());
   auto row_norms = at::empty({n}, u.options());
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "gathered_cosine_forward", [&] {
     forward_impl<scalar_t>(u.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(),
-                           starts.data_ptr<int64_t>(), order[0].data_ptr<int32_t>(),
-                           order[1].data_ptr<int32_t>(), scores.data_ptr<scalar_t>(),
+                           starts.data_ptr<int64_t>(), order.data_ptr<int64_t>(),
+                           scores.data_ptr<scalar_t>(),
                            grouped.data_ptr<scalar_t>(), row_norms.data_ptr<scalar_t>(), n, d,
                            static_cast<scalar_t>(eps));
   });
@@ -245,7 +283,7 @@ std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& u,
   const int64_t B = u.size(0), n = table.size(0), d = u.size(1);
   TORCH_CHECK(u.is_contiguous() && table.is_contiguous() && u.scalar_type() == table.scalar_type() &&
                   starts.numel() == n + 1 && row_norms.numel() == n &&
-                  order.size(1) == grad.numel() && grouped.numel() == grad.numel() &&
+                  order.numel() == grad.numel() && grouped.numel() == grad.numel() &&
                   grad.dim() == 2 && grad.size(0) == B,
               "gathered_cosine kernel: backward inputs do not match the forward's");
   auto g = grad.to(u.scalar_type()).contiguous();
@@ -254,8 +292,7 @@ std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& u,
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "gathered_cosine_backward", [&] {
     backward_impl<scalar_t>(g.data_ptr<scalar_t>(), u.data_ptr<scalar_t>(),
                             table.data_ptr<scalar_t>(), starts.data_ptr<int64_t>(),
-                            order[0].data_ptr<int32_t>(), order[1].data_ptr<int32_t>(),
-                            grouped.data_ptr<scalar_t>(), row_norms.data_ptr<scalar_t>(),
+                            order.data_ptr<int64_t>(), grouped.data_ptr<scalar_t>(), row_norms.data_ptr<scalar_t>(),
                             want_u ? grad_u.data_ptr<scalar_t>() : nullptr,
                             want_table ? grad_table.data_ptr<scalar_t>() : nullptr, n, B, d,
                             static_cast<scalar_t>(eps));

@@ -2,8 +2,9 @@
 
 Issue 37. MF + MML at the paper's settings of each dataset (SPEC §8: Gowalla batch 256, Yelp2018
 batch 512, d 64, λ and clip of the paper), one step = draw a batch and its N negatives, the
-batch loss, the optimiser step. Three steps, interleaved one step each in turn so that all see
-the same machine:
+batch loss, the optimiser step. Three steps at every N, all interleaved (one round times one
+step of each step at each N, in turn), so that the ratios between steps and between N compare
+the same stretch of machine time:
 
 - ``today``: :class:`mmlrepro.step.ExactStep` with the scores through the PyTorch autograd
   function (``model.compiled_scores = False``: the step before issue 37);
@@ -113,7 +114,7 @@ def make_steps(config, dataset, n_neg: int, device: torch.device) -> dict:
     return {"today": exact_step("today"), "new": exact_step("new"), "plain": plain_step}
 
 
-def time_interleaved(steps: dict, n_steps: int, warmup: int) -> dict[str, tuple[float, float]]:
+def time_interleaved(steps: dict, n_steps: int, warmup: int) -> dict:
     """Median (wall ms, CPU ms) per step of each step function, one step of each in turn."""
     for fn in steps.values():
         for _ in range(warmup):
@@ -166,16 +167,16 @@ def main() -> None:
                 f"{'today':>9} {'new':>9} {'plain':>9} | {'speed-up':>8}")
         block = [head, cols]
         print("\n".join(block), flush=True)
-        by_n = {}
-        for n_neg in args.negatives:
-            times = time_interleaved(make_steps(config, dataset, n_neg, device), args.steps,
-                                     args.warmup)
-            by_n[n_neg] = times
+        steps = {(n_neg, kind): fn for n_neg in args.negatives
+                 for kind, fn in make_steps(config, dataset, n_neg, device).items()}
+        times = time_interleaved(steps, args.steps, args.warmup)
+        by_n = {n_neg: {kind: times[(n_neg, kind)] for kind in STEPS} for n_neg in args.negatives}
+        for n_neg, t in by_n.items():
             floor = floor_ms(table_rows, dataset.n_items, config.dim, config.batch_size, n_neg,
                              gbps)
-            row = (f"{n_neg:>5} " + " ".join(f"{times[s][0]:9.2f}" for s in STEPS)
-                   + f" {floor:7.2f} | " + " ".join(f"{times[s][1]:9.2f}" for s in STEPS)
-                   + f" | {times['today'][1] / times['new'][1]:7.2f}x")
+            row = (f"{n_neg:>5} " + " ".join(f"{t[k][0]:9.2f}" for k in STEPS)
+                   + f" {floor:7.2f} | " + " ".join(f"{t[k][1]:9.2f}" for k in STEPS)
+                   + f" | {t['today'][1] / t['new'][1]:7.2f}x")
             block.append(row)
             print(row, flush=True)
         if 100 in by_n and 800 in by_n:

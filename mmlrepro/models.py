@@ -31,7 +31,7 @@ from torch.autograd.function import once_differentiable
 
 from mmlrepro.kernels import gathered_cosine_kernel
 
-__all__ = ["MF", "SimpleX", "DROPOUT_PLACEMENTS", "AGGREGATORS", "gathered_cosine"]
+__all__ = ["MF", "SimpleX", "DROPOUT_PLACEMENTS", "AGGREGATORS", "gathered_cosine", "kernel_scores"]
 
 DROPOUT_PLACEMENTS = ("after_norm", "before_norm")
 AGGREGATORS = ("mean", "attention")
@@ -115,6 +115,14 @@ def _compiled_kernel(u: Tensor, table: Tensor, idx: Tensor):
     return gathered_cosine_kernel()
 
 
+def kernel_scores(device: torch.device, pairs: int, n_items: int) -> bool:
+    """Whether :func:`gathered_cosine` scores ``pairs`` (user, item) pairs against a table of
+    ``n_items`` rows on ``device`` (float32 or float64) with the compiled kernel: on the CPU, at
+    least :data:`KERNEL_MIN_FILL` pairs per row, and the kernel built here."""
+    return (device.type == "cpu" and pairs >= KERNEL_MIN_FILL * n_items
+            and gathered_cosine_kernel() is not None)
+
+
 def gathered_cosine(u: Tensor, table: Tensor, idx: Tensor, sparse_grad: bool = False,
                     compiled: bool = True) -> Tensor:
     """Cosine scores ``[B, K]`` of user vectors ``u [B, d]`` against rows ``table[idx]``
@@ -130,7 +138,7 @@ def gathered_cosine(u: Tensor, table: Tensor, idx: Tensor, sparse_grad: bool = F
     if u.dim() != 2 or idx.dim() != 2 or idx.shape[0] != u.shape[0] or table.shape[1] != u.shape[1]:
         raise ValueError(f"gathered_cosine: need u [B, d], table [n, d], idx [B, K]; got "
                          f"{tuple(u.shape)}, {tuple(table.shape)}, {tuple(idx.shape)}")
-    use = compiled and idx.numel() >= KERNEL_MIN_FILL * table.shape[0]
+    use = compiled and kernel_scores(u.device, idx.numel(), table.shape[0])
     kernel = _compiled_kernel(u, table, idx) if use else None
     if kernel is not None:
         return _KernelCosine.apply(u.contiguous(), table, idx.contiguous(), kernel)

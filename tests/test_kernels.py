@@ -260,3 +260,39 @@ def test_the_kernel_scores_only_batches_that_fill_the_table(kernel):
         (grad,) = torch.autograd.grad(s.sum(), (table,))
         assert 4 * k >= models.KERNEL_MIN_FILL * n if dense else 4 * k < models.KERNEL_MIN_FILL * n
         assert grad.is_sparse is not dense
+
+
+def test_a_run_names_the_scores_it_trained_with(kernel, tmp_path):
+    config = RunConfig(dataset="synthetic:300:400", loss="ccl", n_negatives=20, batch_size=128,
+                       lr=1e-2, epochs=1, device="cpu", seed=7)
+    few = config.replace(n_negatives=1, batch_size=64)   # 64·2 pairs < 0.5·400: below the fill
+    got = {(c.n_negatives, flag): train(c, checkpoint_dir=tmp_path, log=None,
+                                        compiled_scores=flag).provenance["negatives_scores"]
+           for c in (config, few) for flag in (True, False)}
+    assert got == {(20, True): "compiled kernel", (20, False): "pytorch",
+                   (1, True): "pytorch", (1, False): "pytorch"}
+
+
+def test_verify_trains_a_run_stored_before_the_kernel_with_the_pytorch_path(kernel, tmp_path,
+                                                                              monkeypatch):
+    """A record without ``negatives_scores`` (stored before issue 37) trained with the PyTorch
+    path: verify uses that path (the kernel is never called) and comes back identical."""
+    import json
+
+    from mmlrepro.runner import run
+    from mmlrepro.verify import verify
+
+    config = RunConfig(dataset="synthetic:300:400", loss="ccl", n_negatives=20, batch_size=128,
+                       lr=1e-2, epochs=2, device="cpu", seed=7)
+    monkeypatch.setattr(models, "gathered_cosine_kernel", lambda: None)
+    key = run(config, results_dir=tmp_path / "store", checkpoint_dir=tmp_path / "ckpt", log=None).key
+    monkeypatch.undo()
+    path = tmp_path / "store" / "runs" / f"{key}.json"
+    record = json.loads(path.read_text())
+    assert record["provenance"].pop("negatives_scores") == "pytorch"
+    path.write_text(json.dumps(record))
+    calls = []
+    real = models._KernelCosine.apply
+    monkeypatch.setattr(models._KernelCosine, "apply", lambda *a: calls.append(1) or real(*a))
+    (result,) = verify([key], epochs=2, results_dir=tmp_path / "store", log=lambda line: None)
+    assert result.outcome == "identical" and not calls

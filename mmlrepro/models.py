@@ -27,12 +27,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
-__all__ = ["MF", "SimpleX", "DROPOUT_PLACEMENTS", "AGGREGATORS", "gathered_cosine"]
+from mmlrepro.kernels import gathered_cosine_kernel
+
+__all__ = ["MF", "SimpleX", "DROPOUT_PLACEMENTS", "AGGREGATORS", "gathered_cosine", "kernel_scores"]
 
 DROPOUT_PLACEMENTS = ("after_norm", "before_norm")
 AGGREGATORS = ("mean", "attention")
 NORM_EPS = 1e-12   # F.normalize's default: x / max(‖x‖, eps)
+# The compiled kernel scores a batch when it draws at least this many pairs per table row (B·K ≥
+# KERNEL_MIN_FILL·n): its passes and its dense gradient cost O(n·d) a step, which below that
+# outweighs what it saves (measured on 2 cores, Gowalla MF + MML at 1 thread: N = 10 and 50
+# slower by 20 % and 5 %, N = 100 faster by 18 %; benchmarks/RESULTS.md, issue 37).
+KERNEL_MIN_FILL = 0.5
 
 
 class _GatheredCosine(torch.autograd.Function):
@@ -74,16 +82,66 @@ class _GatheredCosine(torch.autograd.Function):
         return grad_u, grad_table, None, None
 
 
-def gathered_cosine(u: Tensor, table: Tensor, idx: Tensor, sparse_grad: bool = False) -> Tensor:
+class _KernelCosine(torch.autograd.Function):
+    """:class:`_GatheredCosine`'s function through the compiled CPU kernel
+    (:mod:`mmlrepro.kernels`): the same formulas, with the pairs grouped by table row so that
+    forward and backward read each drawn row once and the backward writes the table's dense
+    gradient in one sequential pass; no ``[B, K, d]`` block is written."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor, table: Tensor, idx: Tensor, kernel) -> Tensor:
+        scores, *grouping = kernel.forward(u, table, idx, NORM_EPS)
+        ctx.save_for_backward(u, table, *grouping)
+        ctx.kernel = kernel
+        return scores
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        want_u, want_table = ctx.needs_input_grad[:2]
+        grad_u, grad_table = ctx.kernel.backward(grad, *ctx.saved_tensors, NORM_EPS, want_u,
+                                                 want_table)
+        return grad_u if want_u else None, grad_table if want_table else None, None, None
+
+
+def _compiled_kernel(u: Tensor, table: Tensor, idx: Tensor):
+    """The compiled kernel when it applies (CPU float32/float64 contiguous tensors), else None.
+    Off the CPU the PyTorch path is already fast (a GPU is bandwidth-rich) and is kept."""
+    if u.device.type != "cpu" or table.device.type != "cpu" or idx.device.type != "cpu":
+        return None
+    if u.dtype not in (torch.float32, torch.float64) or table.dtype != u.dtype \
+            or idx.dtype != torch.long or not table.is_contiguous():
+        return None
+    return gathered_cosine_kernel()
+
+
+def kernel_scores(device: torch.device, pairs: int, n_items: int) -> bool:
+    """Whether :func:`gathered_cosine` scores ``pairs`` (user, item) pairs against a table of
+    ``n_items`` rows on ``device`` (float32 or float64) with the compiled kernel: on the CPU, at
+    least :data:`KERNEL_MIN_FILL` pairs per row, and the kernel built here."""
+    return (device.type == "cpu" and pairs >= KERNEL_MIN_FILL * n_items
+            and gathered_cosine_kernel() is not None)
+
+
+def gathered_cosine(u: Tensor, table: Tensor, idx: Tensor, sparse_grad: bool = False,
+                    compiled: bool = True) -> Tensor:
     """Cosine scores ``[B, K]`` of user vectors ``u [B, d]`` against rows ``table[idx]``
     (``idx [B, K]``), each row L2-normalised as ``F.normalize`` does (SPEC §3).
 
     Equal to ``torch.bmm(F.normalize(table[idx], dim=-1), u[..., None])[..., 0]`` to float
-    rounding, in about half the memory passes (forward and backward) over the gathered rows.
-    ``sparse_grad``: the table's gradient is sparse, as ``F.embedding(..., sparse=True)``."""
+    rounding. On the CPU, with ``compiled`` (the default), the kernel of :mod:`mmlrepro.kernels`
+    built and at least :data:`KERNEL_MIN_FILL` pairs per table row, the compiled kernel: each
+    drawn row read once forward and once backward, the table's gradient dense (issue 37).
+    Otherwise the PyTorch autograd function, in about half the memory passes of the
+    normalise-then-bmm form, whose table gradient is sparse when ``sparse_grad`` (as
+    ``F.embedding(..., sparse=True)``)."""
     if u.dim() != 2 or idx.dim() != 2 or idx.shape[0] != u.shape[0] or table.shape[1] != u.shape[1]:
         raise ValueError(f"gathered_cosine: need u [B, d], table [n, d], idx [B, K]; got "
                          f"{tuple(u.shape)}, {tuple(table.shape)}, {tuple(idx.shape)}")
+    use = compiled and kernel_scores(u.device, idx.numel(), table.shape[0])
+    kernel = _compiled_kernel(u, table, idx) if use else None
+    if kernel is not None:
+        return _KernelCosine.apply(u.contiguous(), table, idx.contiguous(), kernel)
     return _GatheredCosine.apply(u, table, idx, sparse_grad)
 
 
@@ -123,6 +181,9 @@ class _CosineModel(nn.Module):
         # True: training scores through the fused gathered_cosine; False: the textbook
         # F.normalize + bmm path (the reference the tests compare the fused path with).
         self.fused_scores = True
+        # True: the fused scores through the compiled CPU kernel where it is built (issue 37);
+        # False: through the PyTorch autograd function (benchmarks and tests compare the two).
+        self.compiled_scores = True
 
     def rows(self, table: Tensor, idx: Tensor) -> Tensor:
         """``table[idx]`` (``[*idx.shape, d]``), with a sparse gradient when ``sparse_grad``."""
@@ -168,7 +229,8 @@ class _CosineModel(nn.Module):
             pos = (u * self.item_vectors(pos_items)).sum(-1)
             return pos, torch.bmm(self.item_vectors(neg_items), u.unsqueeze(-1)).squeeze(-1)
         items = torch.cat([pos_items.unsqueeze(1), neg_items], dim=1)
-        scores = gathered_cosine(u, self.item_emb, items, self.sparse_grad)
+        scores = gathered_cosine(u, self.item_emb, items, self.sparse_grad,
+                                 self.compiled_scores)
         return scores[:, 0], scores[:, 1:]
 
     def embedding_tables(self) -> list[nn.Parameter]:

@@ -101,19 +101,23 @@ class ExactStep:
                                           fused=fused)
 
     def _dense_table_grad(self, table: torch.Tensor) -> torch.Tensor:
-        """λ·W + the batch's row gradients, written into the table's reused buffer."""
+        """λ·W + the batch's row gradients, written into the table's reused buffer.
+
+        A sparse gradient (uncoalesced rows) is added onto ``buf = λ·W`` by ``index_add_``,
+        which sums the duplicates; a dense one (the compiled scores kernel's) in the same pass
+        as λ·W: ``buf = grad + λ·W``."""
         buf = self.buffers[id(table)]
+        grad = table.grad
+        if grad is not None and not grad.is_sparse:
+            if self.reg_lambda > 0:
+                return torch.add(grad, table.detach(), alpha=self.reg_lambda, out=buf)
+            return buf.copy_(grad)
         if self.reg_lambda > 0:
             torch.mul(table.detach(), self.reg_lambda, out=buf)
         else:
             buf.zero_()
-        grad = table.grad
-        if grad is None:
-            return buf
-        if grad.is_sparse:  # uncoalesced rows: index_add_ sums the duplicates
+        if grad is not None:
             buf.index_add_(0, grad._indices()[0], grad._values())
-        else:
-            buf.add_(grad)
         return buf
 
     def __call__(self, loss: torch.Tensor) -> None:

@@ -29,8 +29,8 @@ from mmlrepro.devices import device_memory, device_name, resolve_device, run_dev
 from mmlrepro.files import atomic_write, check_writable
 from mmlrepro.losses import get_loss
 from mmlrepro.metrics import EvalIndex, PerUser, evaluate
-from mmlrepro.models import MF, SimpleX
-from mmlrepro.results import RunResult
+from mmlrepro.models import MF, SimpleX, kernel_scores
+from mmlrepro.results import RunResult, provenance
 from mmlrepro.sampling import positive_keys, sample_negatives
 from mmlrepro.step import ExactStep, batch_loss
 
@@ -259,7 +259,8 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
           checkpoint_dir: str | Path | None = None, resume: bool = True,
           checkpoint_every_s: float = CHECKPOINT_EVERY_S,
           on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-          log: Callable[[str], None] | None = _stderr) -> RunResult:
+          log: Callable[[str], None] | None = _stderr,
+          compiled_scores: bool = True) -> RunResult:
     """Train one run and return its :class:`RunResult` (SPEC §6).
 
     ``dataset`` is the run's source data (default: loaded from ``config.dataset``); its
@@ -292,6 +293,12 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
     A Gowalla checkpoint costs about 0.13 s to write; the 30 s default keeps one per epoch for
     CPU paper runs and loses at most 30 s of work on a kill. ``on_epoch_end(epoch, record)`` is
     called after any checkpoint of that epoch is written (tests use it to simulate a kill).
+
+    The negatives' scores go through the compiled kernel where it applies
+    (:func:`mmlrepro.models.kernel_scores`), unless ``compiled_scores`` is False (the PyTorch
+    path, which trained every run stored before issue 37: ``mmlrepro verify`` uses it for them).
+    The two agree to float rounding, not bit for bit, so the result's provenance names the one
+    used, ``"negatives_scores"``: ``"compiled kernel"`` or ``"pytorch"``.
     Ctrl-C raises :class:`RunInterrupted` naming the checkpoint kept. A NaN or infinite loss
     raises :class:`NonFiniteLossError` naming its epoch and step: before that step is applied on
     the CPU, within :data:`FINITE_CHECK_STEPS` steps on a GPU (an on-device flag, read back that
@@ -320,6 +327,10 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
 
     torch.manual_seed(config.seed)
     model = build_model(config, selection_data).to(device)
+    model.compiled_scores = compiled_scores
+    rows = min(config.batch_size, n_rows)
+    scores = ("compiled kernel" if compiled_scores and kernel_scores(
+        device, rows * (config.n_negatives + 1), selection_data.n_items) else "pytorch")
     reg_full = config.reg_lambda if config.reg_form == "full_table" else 0.0
     step = ExactStep(model, config.lr, reg_full, config.grad_clip, device)
     keep_state = config.selection == "honest" or config.lr_reduce
@@ -434,7 +445,8 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
     ckpt_path.unlink(missing_ok=True)
     return RunResult(config=config, data_fingerprint=fingerprint, history=history, best=dict(best),
                      last=dict(history[-1]), test=test, timings=timings, device=run_device(history, here),
-                     stopped_early=stopped_early, per_user=best_per_user)
+                     stopped_early=stopped_early, per_user=best_per_user,
+                     provenance={**provenance(), "negatives_scores": scores})
 
 
 def early_stop_from_history(paper: RunResult, config: RunConfig,

@@ -12,14 +12,15 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 @pytest.mark.parametrize("device", DEVICES)
 def test_every_check_passes_on_the_device(device):
     rows = device_checks(device)
-    assert len(rows) == 11
+    assert len(rows) == (12 if device == "cpu" else 11)   # the compiled kernel's row: CPU only
     assert all(row["ok"] for row in rows), [row for row in rows if not row["ok"]]
 
 
 def test_check_command_prints_each_check_and_succeeds(capsys):
     assert main(["check", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert out.count("ok  ") == 11 and "11 of 11 checks passed on cpu" in out
+    assert out.count("ok  ") == 12 and "12 of 12 checks passed on cpu" in out
+    assert "compiled negatives kernel = PyTorch path" in out
 
 
 def test_check_refuses_a_missing_gpu(monkeypatch):

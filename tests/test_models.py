@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mmlrepro.data import synthetic
+from mmlrepro.kernels import gathered_cosine_kernel
 from mmlrepro.models import MF, SimpleX, gathered_cosine, padded_history
 
 # tiny history: user 0 -> [1, 2, 3], user 1 -> [4], user 2 -> [] ; 6 items
@@ -208,9 +209,11 @@ def test_gathered_cosine_passes_gradcheck():
     assert torch.autograd.gradcheck(lambda a, b: gathered_cosine(a, b, idx), (u, table))
 
 
+@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_gathered_cosine_equals_normalize_then_bmm(sparse):
-    """Values and both gradients, with repeated rows and a zero row (the eps clamp active)."""
+def test_gathered_cosine_equals_normalize_then_bmm(sparse, compiled):
+    """Values and both gradients, with repeated rows and a zero row (the eps clamp active),
+    through the PyTorch function and the compiled kernel (its table gradient always dense)."""
     torch.manual_seed(1)
     u = torch.randn(6, 8, dtype=torch.double, requires_grad=True)
     table = torch.randn(10, 8, dtype=torch.double)
@@ -220,12 +223,12 @@ def test_gathered_cosine_equals_normalize_then_bmm(sparse):
     idx[0, :3] = 3
     idx[1, :] = 4                                      # the same row five times in one user
     weights = torch.randn(6, 5, dtype=torch.double)
-    got = gathered_cosine(u, table, idx, sparse_grad=sparse)
+    got = gathered_cosine(u, table, idx, sparse_grad=sparse, compiled=compiled)
     want = _textbook_cosine(u, table, idx)
     torch.testing.assert_close(got, want)
     got_u, got_t = torch.autograd.grad((got * weights).sum(), (u, table))
     want_u, want_t = torch.autograd.grad((want * weights).sum(), (u, table))
-    assert got_t.is_sparse == sparse
+    assert got_t.is_sparse == (sparse and not (compiled and gathered_cosine_kernel()))
     torch.testing.assert_close(got_u, want_u)
     torch.testing.assert_close(got_t.to_dense(), want_t, rtol=1e-12, atol=0.0)
 

@@ -1,0 +1,129 @@
+"""Compiled CPU kernels, built at first use with the machine's C++ toolchain (issue 37).
+
+One kernel today: the gathered cosine scores of a batch (:func:`mmlrepro.models.gathered_cosine`,
+SPEC §3). The PyTorch path gathers the ``[B, K, d]`` block of drawn rows, normalises,
+multiplies and scatters it, about ten passes over it (52 MB a step at N = 800 on Gowalla); the
+kernel groups the pairs by table row, reads each drawn row once forward and once backward
+however often it was drawn, and writes the table's dense gradient in one sequential pass.
+Source: ``mmlrepro/csrc/gathered_cosine.cpp`` (the formulas, the summation order).
+
+:func:`gathered_cosine_kernel` compiles it once per machine with
+``torch.utils.cpp_extension.load`` (``ninja`` and a C++ compiler; the build is cached under
+:func:`build_dir`, keyed by the source, the flags, torch's version and the CPU) and returns the
+loaded module, or None where it cannot: no compiler, no ninja, a failed build, or
+``MMLREPRO_KERNELS=0`` in the environment (no notice then). Otherwise a None prints one line
+saying why and that the PyTorch path is used, once per process. Both paths compute the same
+function to float rounding (tests/test_kernels.py); they are not bit-identical (the kernel sums
+in its own fixed order, PyTorch in MKL's), so a run trained with one and verified with the
+other agrees within ``mmlrepro.verify.TOLERANCE``, not to the last bit.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+SOURCE = Path(__file__).parent / "csrc" / "gathered_cosine.cpp"
+# -ffp-contract=off: no fused multiply-adds, so the kernel's sums do not depend on whether
+# the CPU has them, nor (fixed lanes, csrc) on its vector width
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]
+ENV_SWITCH = "MMLREPRO_KERNELS"   # "0": never build or use the compiled kernels
+MODULE = "mmlrepro_gathered_cosine"
+STALE_LOCK_S = 600.0   # a build lock older than this was left by a killed build
+
+
+def _cpu_id() -> str:
+    """What the ``-march=native`` build depends on: the machine and its CPU flags."""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()} {flags}"
+
+
+def build_dir() -> Path:
+    """``$XDG_CACHE_HOME/mmlrepro/kernels/<key>`` (default ``~/.cache/...``), the key a hash of the
+    source, the flags, torch's version and :func:`_cpu_id`."""
+    key = hashlib.sha256("\n".join([SOURCE.read_text(), " ".join(FLAGS), torch.__version__,
+                                    _cpu_id()]).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "mmlrepro" / "kernels" / key
+
+
+def _ninja_on_path() -> bool:
+    """Whether ``ninja`` runs (torch's build calls it by name). When it is not on PATH, the
+    ``ninja`` package's binary and this Python's scripts folder (a venv not activated) are put
+    in front of PATH for this process."""
+    if shutil.which("ninja"):
+        return True
+    folders = [str(Path(sys.executable).parent)]
+    try:
+        import ninja
+
+        folders.insert(0, getattr(ninja, "BIN_DIR", ""))
+    except ImportError:
+        pass
+    os.environ["PATH"] = os.pathsep.join([*filter(None, folders), os.environ.get("PATH", "")])
+    return shutil.which("ninja") is not None
+
+
+def toolchain_missing() -> str | None:
+    """What the build lacks on this machine (no ninja, no C++ compiler), or None."""
+    if platform.system() == "Windows":
+        return "not built on Windows"
+    if not _ninja_on_path():
+        return "ninja not found: pip install ninja"
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        return "no C++ compiler (c++ or $CXX)"
+    return None
+
+
+def _notice(reason: str) -> None:
+    print(f"mmlrepro: compiled negatives kernel not used ({reason}); the PyTorch path computes "
+          "the same scores, slower at many negatives", file=sys.stderr)
+
+
+def load_gathered_cosine() -> ModuleType | None:
+    """Build (the first time on this machine) and load the kernel; None, with one notice saying
+    why, where that cannot be done. :func:`gathered_cosine_kernel` is this, once per process."""
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return None   # asked for: no notice
+    missing = toolchain_missing()
+    if missing:
+        _notice(missing)
+        return None
+    from torch.utils import cpp_extension
+
+    where = build_dir()
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        lock = where / "lock"   # left by a build that was killed: torch would wait for ever
+        if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+            lock.unlink(missing_ok=True)
+        if not (where / f"{MODULE}.so").exists():
+            print(f"mmlrepro: compiling the negatives kernel into {where} (once per machine, "
+                  "about a minute)", file=sys.stderr)
+        return cpp_extension.load(MODULE, [str(SOURCE)], extra_cflags=FLAGS,
+                                  extra_ldflags=["-fopenmp"], build_directory=str(where),
+                                  verbose=False)
+    except Exception as err:   # a compiler or loader error: fall back, saying why
+        _notice(f"build failed in {where}: {' '.join(str(err).split())[:200]}")
+        return None
+
+
+gathered_cosine_kernel = functools.cache(load_gathered_cosine)
+gathered_cosine_kernel.__doc__ = ("The compiled gathered-cosine module (``forward``, ``backward``)"
+                                  " or None, loaded once per process (:func:`load_gathered_cosine`).")

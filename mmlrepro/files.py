@@ -23,12 +23,18 @@ class OutputError(ValueError):
     """An output location (results store, checkpoints, report, figures) cannot be written."""
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    path = Path(path)
+def _temporary_beside(path: Path) -> str:
+    """A new empty temporary file in ``path``'s folder (created), named after ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    return tmp
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    path = Path(path)
+    tmp = _temporary_beside(path)
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -43,9 +49,7 @@ def exclusive_write(path: str | os.PathLike, write: Callable[[str], None]) -> Pa
     hard-linked to ``path``, which fails (``FileExistsError``, nothing written) when another
     writer got there first, so no file is ever replaced."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _temporary_beside(path)
     try:
         write(tmp)
         os.link(tmp, path)

@@ -362,22 +362,27 @@ def _cell_names(cell_cols: list[str], keys: tuple) -> dict[str, str]:
     return row
 
 
+def _by_cell(table: pd.DataFrame, cell_cols: list[str]):
+    """Per cell of ``table`` (the paper's row order): its row with the cell's names, its rows,
+    and its (``"<dataset> R@20"``-style name, row) per dataset and metric."""
+    for keys, sub in table.groupby(cell_cols, sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        cells = [(f"{d} {_METRIC_SHORT[metric]}", sub[(sub.dataset == d) & (sub.metric == metric)].iloc[0])
+                 for d in cat.DATASETS for metric in ex.METRICS]
+        yield _cell_names(cell_cols, keys), sub, cells
+
+
 def wide_table(table: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
     """A paper-profile Table 2 / Table 3 (``compare(...)["table"]``) in the paper's own layout: one
     row per cell (the paper's row order), per dataset and metric the paper's number beside ours
     ("mean ± h (+x.x%)", "–" without runs), and the cell's evidence (:func:`mmlrepro.evidence.cell_level`;
     the levels counted when its four numbers differ)."""
     rows = []
-    for keys, sub in table.groupby(cell_cols, sort=False):
-        keys = keys if isinstance(keys, tuple) else (keys,)
-        row = _cell_names(cell_cols, keys)
-        for d in cat.DATASETS:
-            for metric in ex.METRICS:
-                cell = sub[(sub.dataset == d) & (sub.metric == metric)].iloc[0]
-                name = f"{d} {_METRIC_SHORT[metric]}"
-                row[f"{name} paper"] = f"{cell['reported']:.4f}"
-                ours = _mean_std(cell)
-                row[f"{name} ours"] = "–" if ours == "missing" else f"{ours} ({_pct(cell['rel_diff'])})"
+    for row, sub, cells in _by_cell(table, cell_cols):
+        for name, cell in cells:
+            row[f"{name} paper"] = f"{cell['reported']:.4f}"
+            ours = _mean_std(cell)
+            row[f"{name} ours"] = "–" if ours == "missing" else f"{ours} ({_pct(cell['rel_diff'])})"
         levels = sub["evidence"].value_counts()
         row["evidence"] = levels.index[0] if len(levels) == 1 else "; ".join(f"{v}: {n}" for v, n in levels.items())
         rows.append(row)
@@ -710,13 +715,9 @@ def _quick_section(results_dir: Any, figures_dir: Path, out_dir: Path) -> list[s
 def means_table(table: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
     """A quick Table 2 / 3 with one row per cell: "mean ± h" per dataset and metric, seeds."""
     rows = []
-    for keys, sub in table.groupby(cell_cols, sort=False):
-        keys = keys if isinstance(keys, tuple) else (keys,)
-        row = _cell_names(cell_cols, keys)
-        for d in cat.DATASETS:
-            for metric in ex.METRICS:
-                cell = sub[(sub.dataset == d) & (sub.metric == metric)].iloc[0]
-                row[f"{d} {_METRIC_SHORT[metric]}"] = _mean_std(cell).replace("missing", "–")
+    for row, sub, cells in _by_cell(table, cell_cols):
+        for name, cell in cells:
+            row[name] = _mean_std(cell).replace("missing", "–")
         row["seeds"] = int(sub["seeds"].fillna(0).max())
         rows.append(row)
     return pd.DataFrame(rows)

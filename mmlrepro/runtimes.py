@@ -102,9 +102,12 @@ def estimate_minutes(configs: list[Any], records: list[dict[str, Any]],
     timings = {p: _seconds_per_epoch(records, p, cpu_only) for p in {c.profile for c in configs}}
     planned: set[str] = set()
     out: list[float | None] = []
+    def key(config: Any) -> str:   # a run on other data than the paper's has no catalogue key
+        return cat.catalogue_key(config) if config.dataset in cat.DATASETS else config.label()
+
     for c in configs:
-        twin = cat.catalogue_key(c.replace(selection="paper"))
-        planned.add(cat.catalogue_key(c))
+        twin = key(c.replace(selection="paper"))
+        planned.add(key(c))
         if c.selection == "early_stop" and not c.lr_reduce and (twin in held or twin in planned):
             out.append(0.0)
             continue

@@ -36,7 +36,7 @@ def store_run(root, config: RunConfig, recall, ndcg) -> None:
     if np.ndim(recall):
         (root / "per_user").mkdir(parents=True, exist_ok=True)
         values = {"recall@20": np.asarray(recall, np.float32), "ndcg@20": np.asarray(ndcg, np.float32)}
-        save_per_user(PerUser(np.arange(N_USERS), values), root / "per_user" / f"{key}.npz")
+        save_per_user(PerUser(np.arange(N_USERS), values), root / "per_user" / f"{key}.npz", key=key)
 
 
 def per_user(rng, mean: float) -> np.ndarray:

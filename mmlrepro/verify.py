@@ -8,7 +8,8 @@ the history so far; ``epochs`` only ends the loop). So the stored run's config w
 trains that (in memory: checkpoints go to a temporary folder and are never written, the store's
 runs are never touched) and compares each epoch's training loss and Recall/NDCG@20 (test;
 validation for an honest run) with the stored history: **identical** (every value equal to the
-last bit), **within tolerance** (every value within :data:`TOLERANCE`, relative), or
+last bit), **within tolerance** (trained again on another CPU model than the run was made on:
+every value within :data:`TOLERANCE`, relative; on the same model only identical agrees), or
 **differs** (both values shown). The run trains again with the implementation of the
 negatives' scores it was stored with (:func:`compiled_scores`: the compiled kernel, or the
 PyTorch path of every run stored before issue 37), since the two agree to float rounding only.
@@ -43,15 +44,16 @@ from mmlrepro.files import check_writable
 from mmlrepro.results import ResultsStore, git_commit
 from mmlrepro.train import load_run_dataset, train
 
-# The largest relative difference |here − stored| / |stored| of a loss or Recall/NDCG@20 value
-# that counts as agreeing when the values are not identical. Evidence (docs/cpu_profiles.md,
-# "Verifying the store"): on the same CPU model the first epoch came back bit-identical at another
-# thread count; across models (Intel Xeon -> AMD EPYC) it differed by 5.3e-6 at most, while one
-# item entering or leaving one median user's top 20 moves an epoch-1 Recall@20 by about 2e-4
-# relative: 1e-3 admits a few such boundary swaps and nothing near the ±5 % of SPEC §10. The
-# differences grow with each epoch trained on another CPU model (1.4e-2 after 3 epochs), so the
-# tolerance is for one epoch there: see CROSS_MODEL_EPOCHS.
-TOLERANCE = 1e-3
+# What counts as agreeing, by where the run is trained again. On the CPU model the run was made on
+# (any thread count) its first epoch comes back bit-identical: measured on every such stored run
+# (docs/cpu_profiles.md, "Verifying the store"), so there anything but "identical" differs. On
+# another CPU model the float rounding differs (MKL takes other code paths on AMD and Intel), and
+# Adam's first steps, about lr·sign(g), amplify it: the largest relative difference |here − stored|
+# / |stored| of an epoch-1 loss or Recall/NDCG@20 measured across models (Intel Xeon -> AMD EPYC,
+# 2026-12-06) was 5e-6 for the CCL, softmax CE and BPR-like losses and up to 1.15e-2 for MML
+# (w_neg 400-700) and SimpleX. TOLERANCE admits that and nothing near the ±5 % of SPEC §10: across
+# CPU models verify catches a wrong setting, not a changed rounding.
+TOLERANCE = 2e-2
 # Epochs that stay comparable when the run was trained on another CPU model or device.
 CROSS_MODEL_EPOCHS = 1
 COMPARED = ("loss", "recall@20", "ndcg@20")
@@ -81,6 +83,24 @@ class EpochValue:
         return gap / abs(self.stored) if self.stored else gap
 
 
+def tolerance_for(device: str, stored_device: str) -> float:
+    """0 (identical only) when a run made on ``stored_device`` (its stretches, "; "-separated)
+    is trained again on the same CPU model, at any thread count; :data:`TOLERANCE` on another
+    model or device."""
+    same = {cpu_model(d) for d in stored_device.split("; ")} == {cpu_model(device)}
+    return 0.0 if same else TOLERANCE
+
+
+def judged(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A log entry with its ``tolerance`` and ``outcome`` by today's rule, from what it measured
+    (its largest relative difference and the two devices), so entries logged under an earlier
+    tolerance read the same as new ones."""
+    tolerance = tolerance_for(entry["device"], entry["stored_device"])
+    gap = float(entry["max_rel_diff"])
+    verdict = "identical" if gap == 0 else "within tolerance" if gap <= tolerance else "differs"
+    return {**entry, "tolerance": tolerance, "outcome": verdict}
+
+
 def outcome(values: Iterable[EpochValue], tolerance: float = TOLERANCE) -> str:
     """``identical`` when every value is bit-equal, ``within tolerance`` when every relative
     difference is at most ``tolerance``, else ``differs`` (a NaN differs)."""
@@ -106,8 +126,12 @@ class Verification:
     covers: list[str] = field(default_factory=list)
 
     @property
+    def tolerance(self) -> float:
+        return tolerance_for(self.device, self.stored_device)
+
+    @property
     def outcome(self) -> str:
-        return outcome(self.values)
+        return outcome(self.values, self.tolerance)
 
     @property
     def max_rel_diff(self) -> float:
@@ -118,13 +142,14 @@ class Verification:
         head = (f"{self.label} #{self.key} (stored on {self.stored_device}): {self.epochs} epoch"
                 f"{'s' if self.epochs > 1 else ''} on {self.device} in {self.seconds:.0f} s: {self.outcome}")
         if self.outcome != "identical":
-            head += f" (largest relative difference {self.max_rel_diff:.2e}, tolerance {TOLERANCE:g})"
+            head += (f" (largest relative difference {self.max_rel_diff:.2e}, tolerance {self.tolerance:g}"
+                     f"{' on the CPU model it was made on' if not self.tolerance else ' on another CPU model'})")
         return [head] + [f"  epoch {v.epoch} {v.name}: stored {v.stored!r}, here {v.here!r} "
                          f"(relative difference {v.rel_diff:.2e})" for v in self.values if v.here != v.stored]
 
     def log_entry(self) -> dict[str, Any]:
         return {"key": self.key, "label": self.label, "epochs": self.epochs, "outcome": self.outcome,
-                "max_rel_diff": self.max_rel_diff, "tolerance": TOLERANCE, "device": self.device,
+                "max_rel_diff": self.max_rel_diff, "tolerance": self.tolerance, "device": self.device,
                 "stored_device": self.stored_device, "seconds": round(self.seconds, 1),
                 "torch": torch.__version__, "covers": self.covers,
                 "time_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -252,7 +277,8 @@ def last_verified(results_dir: str | Path | None = None) -> dict[str, dict[str, 
     """The latest verification of each run key in the store's ``verified.jsonl``: its log entry
     (``key``, ``epochs``, ``outcome``, ``max_rel_diff``, ``device``, ``time_utc``,
     ``git_commit``, ...). A run read off a verified twin gets the twin's entry with ``via`` set
-    to the twin's key. {} without a log."""
+    to the twin's key; ``outcome`` and ``tolerance`` by today's rule (:func:`judged`). {} without
+    a log."""
     store = ResultsStore(results_dir, log=None)
     path = store.root / LOG_NAME
     if not path.exists():
@@ -261,7 +287,7 @@ def last_verified(results_dir: str | Path | None = None) -> dict[str, dict[str, 
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue
-        entry = json.loads(line)
+        entry = judged(json.loads(line))
         out[entry["key"]] = entry
         for key in entry.get("covers", []):
             out[key] = {**entry, "key": key, "via": entry["key"]}
@@ -327,4 +353,4 @@ def summary(results: list[Verification]) -> str:
     agree = counts["identical"] + counts["within tolerance"]
     return (f"{len(results)} stored run{'s' if len(results) != 1 else ''} checked, {agree} agree "
             f"({counts['identical']} identical, {counts['within tolerance']} within tolerance "
-            f"{TOLERANCE:g}), {counts['differs']} differ")
+            f"{TOLERANCE:g} on another CPU model), {counts['differs']} differ")

@@ -14,8 +14,8 @@ loaded module, or None where it cannot: no compiler, no ninja, a failed build, o
 ``MMLREPRO_KERNELS=0`` in the environment (no notice then). Otherwise a None prints one line
 saying why and that the PyTorch path is used, once per process. Both paths compute the same
 function to float rounding (tests/test_kernels.py); they are not bit-identical (the kernel sums
-in its own fixed order, PyTorch in MKL's), so a run trained with one and verified with the
-other agrees within ``mmlrepro.verify.TOLERANCE``, not to the last bit.
+in its own fixed order, PyTorch in MKL's), so a run is verified with the path it was trained
+with (``provenance.negatives_scores``, :func:`mmlrepro.verify.compiled_scores`).
 """
 
 from __future__ import annotations

@@ -90,3 +90,25 @@ def run_device(history: list[dict[str, Any]], fallback: str = "") -> str:
         return stretches[0][0] if stretches else fallback
     return "; ".join(f"{name} (epoch{'s' if a != b else ''} {a}{f'–{b}' if a != b else ''})"
                      for name, a, b in stretches)
+
+
+_CPU_STRETCH = re.compile(r"(.+) \((\d+) threads\)$")   # a CPU's device_name: "<model> (<k> threads)"
+
+
+def stretches(device: str) -> list[str]:
+    """The device names of a run's stretches (:func:`run_device`), without their epoch ranges:
+    ``"A (epochs 1–2); B (epochs 3–100)"`` -> ``["A", "B"]``."""
+    return [re.sub(r" \(epochs [^)]*\)$", "", d).strip() for d in str(device).split("; ") if d.strip()]
+
+
+def cpu_model(device: str) -> str:
+    """A device name without its thread count: ``"AMD EPYC (2 threads)"`` -> ``"AMD EPYC"`` (a GPU's
+    name unchanged)."""
+    found = _CPU_STRETCH.match(device)
+    return found.group(1) if found else device
+
+
+def cpu_threads(device: str) -> int | None:
+    """The thread count of a CPU device name, None for any other device."""
+    found = _CPU_STRETCH.match(device)
+    return int(found.group(2)) if found else None

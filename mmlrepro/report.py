@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import pandas as pd
 
 from mmlrepro import catalogue as cat
 from mmlrepro import comparison as ex
+from mmlrepro.devices import stretches
 from mmlrepro.files import atomic_write_text, check_writable, check_writable_file
 from mmlrepro.frames import QUICK_LABEL
 from mmlrepro.results import ResultsStore, git_commit, load_results
@@ -391,8 +391,7 @@ def wide_table(table: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
 
 def devices_note(table: pd.DataFrame) -> str:
     """The devices of a table's runs, for a footnote (one entry per distinct device string)."""
-    devices = sorted({re.sub(r" \(epochs [^)]*\)", "", d).strip() for v in table["device"].dropna()
-                      for d in re.split(r", |; ", str(v)) if d})
+    devices = sorted({d for v in table["device"].dropna() for part in str(v).split(", ") for d in stretches(part)})
     return ("_Devices of these runs: " + "; ".join(devices) + "._\n") if devices else ""
 
 
@@ -595,7 +594,7 @@ def verification_table(runs: pd.DataFrame, results_dir: Any) -> pd.DataFrame:
     for r in paper.sort_values(["group", "dataset", "model", "loss", "n_negatives", "selection", "seed"]).itertuples():
         entry = seen.get(r.key)
         cell = f"{r.dataset} {ex.MODEL_NAMES.get(r.model, r.model)} + {ex.LOSS_NAMES.get(r.loss, r.loss)}, N {r.n_negatives}, {r.selection}, seed {r.seed}"
-        rows.append({"run": cell, "key": r.key, "made on": re.sub(r" \(epochs [^)]*\)", "", str(r.device)),
+        rows.append({"run": cell, "key": r.key, "made on": "; ".join(dict.fromkeys(stretches(r.device))),
                      "last verified": entry["time_utc"][:10] if entry else "never",
                      "on": entry["device"] if entry else "",
                      "epochs": entry["epochs"] if entry else "",

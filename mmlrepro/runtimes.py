@@ -19,7 +19,6 @@ on a CPU (a CPU run's ``device`` is ``"<model name> (<k> threads)"``,
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,8 @@ import numpy as np
 import pandas as pd
 
 from mmlrepro import catalogue as cat
+from mmlrepro.devices import cpu_model, cpu_threads, stretches
 from mmlrepro.results import ResultsStore, load_results
-
-THREADS = re.compile(r"(.+) \((\d+) threads\)")  # one stretch of a CPU run's device
 
 
 def trained_cpu_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -37,7 +35,7 @@ def trained_cpu_runs(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return runs.assign(s_per_epoch=pd.Series(dtype=float))
     keep = ((runs["profile"] == "paper") & ~runs["derived_from"].fillna("").astype(bool)
-            & runs["device"].fillna("").str.contains(" threads)", regex=False)
+            & runs["device"].fillna("").map(_is_cpu)
             & (runs["epochs_run"] > 0))
     out = runs[keep]
     return out.assign(s_per_epoch=(out["train_s"] + out["eval_s"]) / out["epochs_run"])
@@ -55,10 +53,10 @@ def paper_run(runs: pd.DataFrame, n_negatives: int = 100) -> dict[str, Any]:
     if full.empty:
         return paper_run(full)
     minutes = (full["train_s"] + full["eval_s"]) / 60
-    found = [THREADS.match(d) for device in full["device"] for d in device.split("; ")]
+    found = [d for device in full["device"] for d in stretches(device) if cpu_threads(d) is not None]
     return {"runs": len(minutes), "median": float(minutes.median()), "min": float(minutes.min()),
-            "max": float(minutes.max()), "cpus": sorted({m.group(1) for m in found if m}),
-            "threads": sorted({int(m.group(2)) for m in found if m})}
+            "max": float(minutes.max()), "cpus": sorted({cpu_model(d) for d in found}),
+            "threads": sorted({cpu_threads(d) for d in found})}
 
 
 def planned_training(seeds: dict[str, int] | None = None) -> list[Any]:
@@ -74,7 +72,9 @@ def planned_training(seeds: dict[str, int] | None = None) -> list[Any]:
 
 
 def _is_cpu(device: str) -> bool:
-    return " threads)" in device
+    """Every stretch of the run on a CPU."""
+    parts = stretches(device)
+    return bool(parts) and all(cpu_threads(d) is not None for d in parts)
 
 
 def _seconds_per_epoch(records: list[dict[str, Any]], profile: str,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -39,7 +38,7 @@ import torch
 from mmlrepro.catalogue import catalogue_key, configs
 from mmlrepro.config import RunConfig
 from mmlrepro.data import Dataset
-from mmlrepro.devices import device_name, resolve_device
+from mmlrepro.devices import cpu_model, device_name, resolve_device, stretches
 from mmlrepro.files import check_writable
 from mmlrepro.results import ResultsStore, git_commit
 from mmlrepro.train import load_run_dataset, train
@@ -87,7 +86,7 @@ def tolerance_for(device: str, stored_device: str) -> float:
     """0 (identical only) when a run made on ``stored_device`` (its stretches, "; "-separated)
     is trained again on the same CPU model, at any thread count; :data:`TOLERANCE` on another
     model or device."""
-    same = {cpu_model(d) for d in stored_device.split("; ")} == {cpu_model(device)}
+    same = {cpu_model(d) for d in stretches(stored_device)} == {cpu_model(device)}
     return 0.0 if same else TOLERANCE
 
 
@@ -256,11 +255,6 @@ def compiled_scores(record: Mapping[str, Any]) -> bool:
     return record.get("provenance", {}).get("negatives_scores") == "compiled kernel"
 
 
-def cpu_model(device: str) -> str:
-    """The device's name without its thread count: ``"AMD EPYC (2 threads)"`` -> ``"AMD EPYC"``."""
-    return re.sub(r" \(\d+ threads\)$", "", device)
-
-
 def _stored_device(record: Mapping[str, Any], epochs: int) -> str:
     """The device the stored run's first ``epochs`` epochs ran on."""
     names = dict.fromkeys(r.get("device", record["device"]) for r in record["history"][:epochs])
@@ -328,7 +322,7 @@ def verify(keys: Iterable[str] = (), *, all_runs: bool = False, groups: Iterable
     here = device_name(resolve_device(device or "auto"))
     log(f"verifying {len(chosen)} stored run{'s' if len(chosen) > 1 else ''} for {epochs} epoch"
         f"{'s' if epochs > 1 else ''} each (about {eta:.0f} min by their stored timings) on {here}")
-    elsewhere = [r["key"] for r in chosen if {cpu_model(d) for d in _stored_device(r, epochs).split("; ")}
+    elsewhere = [r["key"] for r in chosen if {cpu_model(d) for d in stretches(_stored_device(r, epochs))}
                  != {cpu_model(here)}]
     if epochs > CROSS_MODEL_EPOCHS and elsewhere:
         log(f"note: {len(elsewhere)} of these runs (e.g. {elsewhere[0]}) were trained on another device; "

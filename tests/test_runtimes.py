@@ -72,3 +72,14 @@ def test_summary_of_the_committed_store(tmp_path):
     assert "The whole paper profile (" in text and "runs to train" in text
     (tmp_path / "runs").mkdir()
     assert runtimes.summary(tmp_path).startswith("No complete paper-profile run")
+
+
+def test_device_names_parse_once():
+    from mmlrepro.devices import cpu_model, cpu_threads, stretches
+
+    both = "AMD EPYC (1 threads) (epochs 1–3); Intel(R) Xeon(R) Processor (2 threads) (epochs 4–100)"
+    assert stretches(both) == ["AMD EPYC (1 threads)", "Intel(R) Xeon(R) Processor (2 threads)"]
+    assert [cpu_model(d) for d in stretches(both)] == ["AMD EPYC", "Intel(R) Xeon(R) Processor"]
+    assert [cpu_threads(d) for d in stretches(both)] == [1, 2]
+    assert cpu_model("NVIDIA H100 80GB HBM3") == "NVIDIA H100 80GB HBM3" and cpu_threads("NVIDIA H100") is None
+    assert runtimes._is_cpu(both) and not runtimes._is_cpu("NVIDIA H100; AMD EPYC (2 threads)")

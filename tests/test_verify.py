@@ -13,14 +13,13 @@ import torch
 from mmlrepro.catalogue import catalogue_key, paper_config
 from mmlrepro.cli import main
 from mmlrepro.config import RunConfig
-from mmlrepro.devices import device_name
+from mmlrepro.devices import cpu_model, device_name
 from mmlrepro.runner import run
 from mmlrepro.verify import (
     LOG_NAME,
     TOLERANCE,
     EpochValue,
     choose,
-    cpu_model,
     last_verified,
     outcome,
     verify,

@@ -15,8 +15,8 @@ on every call, and returns ``loss(pos, neg, users=None)``. Only BSL ``mode="mult
 Every log-sum-exp goes through ``torch.logsumexp`` (temperatures down to 0.08 and scores above
 1 would overflow a raw ``exp`` in float32).
 
-``penalty_curve`` and ``active_negatives`` expose MML's per-negative penalty (CCL is MML with
-one margin) for the margin-geometry notebook.
+MML's per-negative penalty and slope, for the margin-geometry notebook, are in
+:mod:`mmlrepro.geometry.penalty` (``penalty_curve``, ``active_negatives``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ __all__ = [
     "LOSSES",
     "BoundLoss",
     "LossSpec",
-    "active_negatives",
     "bpr",
     "bsl",
     "ccl",
@@ -49,7 +48,6 @@ __all__ = [
     "loss_names",
     "mml",
     "mse",
-    "penalty_curve",
     "softmax_ce",
     "ssm",
 ]
@@ -610,67 +608,3 @@ def get_loss(name: str, /, *, use_defaults: bool = True, **hp: Any) -> BoundLoss
     except ValueError as err:
         raise ValueError(f"{name}: {err}") from None
     return BoundLoss(name, checked, spec)
-
-
-# --------------------------------------------------------------------------------------------
-# Margin geometry (SPEC §5 notes), for the notebooks
-# --------------------------------------------------------------------------------------------
-
-
-def penalty_curve(
-    similarity: Tensor | np.ndarray,
-    margins: Sequence[float],
-    weights: Sequence[float],
-    neg_weight: float = 1.0,
-    n_negatives: int = 1,
-) -> tuple[Tensor, Tensor] | tuple[np.ndarray, np.ndarray]:
-    """MML's penalty on one negative of score s and its slope, SPEC §5 notes:
-
-        penalty(s) = (w_neg/N)·Σ_k w_k·relu(s − m_k)
-        slope(s)   = (w_neg/N)·Σ_{k: m_k < s} w_k
-
-    Convex and piecewise linear; on (m_k, m_{k+1}] the slope is (w_neg/N)·(w_1 + ... + w_k).
-    CCL is one margin with weight 1 (``margins=[m], weights=[1], neg_weight=w``). At a kink the
-    slope is the left one (as the autograd gradient of relu at 0). NumPy in, NumPy out.
-    """
-    margins, weights = _margins_weights(margins, weights)
-    neg_weight = _non_negative("neg_weight", neg_weight)
-    if (
-        isinstance(n_negatives, bool)
-        or not isinstance(n_negatives, numbers.Integral)
-        or n_negatives < 1
-    ):
-        raise ValueError(f"n_negatives must be an integer >= 1, got {n_negatives!r}")
-    is_numpy = not isinstance(similarity, Tensor)
-    s = torch.as_tensor(np.asarray(similarity, dtype=np.float64)) if is_numpy else similarity
-    scale = neg_weight / n_negatives
-    penalty = scale * _margin_penalty(s, margins, weights)
-    slope = scale * _active_weight(s, margins, weights)
-    if is_numpy:
-        return penalty.numpy(), slope.numpy()
-    return penalty, slope
-
-
-def _active_weight(s: Tensor, margins: Sequence[float], weights: Sequence[float]) -> Tensor:
-    """Σ_{k: m_k < s} w_k, elementwise (the derivative of Σ_k w_k·relu(s − m_k))."""
-    dtype = s.dtype if s.is_floating_point() else torch.get_default_dtype()
-    out = torch.zeros(s.shape, dtype=dtype, device=s.device)
-    for m, w in zip(margins, weights, strict=True):
-        out = out + (s > m).to(dtype) * w
-    return out
-
-
-def active_negatives(
-    neg: Tensor, margins: Sequence[float], weights: Sequence[float] | None = None
-) -> tuple[Tensor, Tensor]:
-    """Which negatives get a non-zero MML/CCL gradient, and how much.
-
-    Returns ``(mask, weight)``: ``mask = s⁻ > min_k m_k`` (bool, shape of ``neg``) and
-    ``weight = Σ_{k: m_k < s⁻} w_k``, so that ∂loss_row/∂s⁻_j = (w_neg/N)·weight_j (SPEC §5).
-    ``weights`` defaults to all ones (then ``weight`` counts the margins passed).
-    ``mask.float().mean()`` is the share of negatives with a non-zero gradient.
-    """
-    if weights is None:
-        weights = [1.0] * len(_reals("margins", margins))
-    margins, weights = _margins_weights(margins, weights)
-    return neg > margins[0], _active_weight(neg, margins, weights)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from mmlrepro.geometry import active_negatives, penalty_curve
 from mmlrepro.losses import (
     LOSSES,
-    active_negatives,
     bsl,
     ccl,
     debiased_ccl,
@@ -18,7 +18,6 @@ from mmlrepro.losses import (
     infonce_plus,
     loss_names,
     mml,
-    penalty_curve,
     ssm,
 )
 
@@ -537,7 +536,7 @@ def test_bad_inputs_raise(batch):
     assert torch.equal(loss(pos, neg, users), loss(pos, neg))
 
 
-# ------------------------------------------------------------------ margin geometry
+# ------------------------------------------------------------------ margin geometry (mmlrepro.geometry.penalty)
 
 
 def test_penalty_curve_hand():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import mmlrepro.data as data_mod
+import mmlrepro.data.sources as data_sources
 import mmlrepro.files as files_mod
 import mmlrepro.runner as runner_mod
 import mmlrepro.train as train_mod
@@ -38,7 +38,7 @@ NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is pre
 def no_compute(monkeypatch):
     """Fail the test if a training step runs or anything is downloaded."""
     monkeypatch.setattr(train_mod.ExactStep, "__call__", lambda *a, **k: pytest.fail("a step ran"))
-    monkeypatch.setattr(data_mod, "download_file", lambda *a, **k: pytest.fail("a download was attempted"))
+    monkeypatch.setattr(data_sources, "download_file", lambda *a, **k: pytest.fail("a download was attempted"))
 
 
 @pytest.fixture

@@ -21,8 +21,9 @@ from mmlrepro.cli import main
 from mmlrepro.config import RunConfig
 from mmlrepro.data import DataError, synthetic
 from mmlrepro.files import OutputError, check_writable, describe_error
+from mmlrepro.linear import run_linear_group
 from mmlrepro.results import ResultsStore, RunResult, StoreError
-from mmlrepro.runner import run, run_linear_group
+from mmlrepro.runner import run
 from mmlrepro.train import (
     check_negatives,
     default_checkpoint_dir,
@@ -259,7 +260,7 @@ def test_too_few_items_for_k_is_refused_before_any_step(tmp_path, no_compute):
 
 
 def test_the_linear_group_checks_its_folder_and_device_before_any_data(tmp_path, monkeypatch):
-    monkeypatch.setattr("mmlrepro.linear.linear_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    monkeypatch.setattr("mmlrepro.linear.runs.linear_dataset", lambda *a, **k: pytest.fail("data was loaded"))
     (tmp_path / "linear").write_text("x")
     with pytest.raises(OutputError, match="linear results folder .* is a file"):
         run_linear_group("smoke", results_dir=tmp_path, datasets=["gowalla"], log=None)

@@ -9,7 +9,7 @@ import numpy as np
 
 
 def check_number(name: str, value: Any, *, low: float, low_ok: bool = False,
-                  high: float = math.inf) -> float:
+                 high: float = math.inf) -> float:
     ok = (isinstance(value, int | float) and not isinstance(value, bool)
           and math.isfinite(value) and (value >= low if low_ok else value > low) and value < high)
     if not ok:

@@ -28,15 +28,14 @@ from mmlrepro.data import KNOWN_FINGERPRINTS, Dataset
 from mmlrepro.devices import resolve_device
 from mmlrepro.files import atomic_write, atomic_write_json, check_writable, describe_error
 from mmlrepro.jobs import Workers, train_parallel
+from mmlrepro.linear.runs import run_linear_group
 from mmlrepro.metrics import save_per_user
 from mmlrepro.results import (
     RecordExists,
     ResultsStore,
     RunResult,
     StoreError,
-    default_results_dir,
     provenance,
-    set_aside,
 )
 from mmlrepro.train import (
     CHECKPOINT_EVERY_S,
@@ -341,72 +340,3 @@ def _train_one(config: RunConfig, store: ResultsStore, sources: dict[str, Datase
     log(f"[{i}/{n}] {config.label()}: recall@20 {result.best['recall@20']:.4f} "
         f"ndcg@20 {result.best['ndcg@20']:.4f} (best epoch {result.best['epoch']}) "
         f"| {elapsed / 60:.1f} min elapsed, ETA {eta / 60:.1f} min")
-
-
-# --------------------------------------------------------------------------------------------
-# the linear group (Li et al.: EASE and iALS, biased vs debiased; issue 7)
-
-
-def run_linear_group(profile: str, *, results_dir: str | Path | None = None,
-                     datasets: Iterable[str] = DATASETS, device: str | None = None,
-                     data_dir: str | None = None, log: Callable[[str], None] | None = _stdout) -> int:
-    """Fit the EASE / iALS runs of :func:`mmlrepro.linear.linear_grid` that
-    ``results/linear/`` lacks; returns how many were fitted.
-
-    The folder and the device are checked before any data is loaded; Ctrl-C raises
-    :class:`RunInterrupted` saying how many fits were stored (each is stored when done)."""
-    from mmlrepro.linear import linear_grid, read_linear_results
-
-    root = Path(results_dir) if results_dir is not None else default_results_dir()
-    folder = check_writable(root / "linear", "linear results folder")
-    if device is not None:
-        resolve_device(device)
-    grid = [c for c in linear_grid("quick" if profile == "smoke" else profile) if c.dataset in set(datasets)]
-    held = {r.get("key") for r in read_linear_results(folder, log=log)}
-    todo = [c.replace(device=device) if device else c for c in grid if c.key() not in held]
-    for c in todo:      # a bad file in the way is kept aside, not overwritten
-        if (folder / f"{c.key()}.json").exists():
-            dest = set_aside(folder / f"{c.key()}.json", root / "set_aside" / "linear")
-            if log:
-                log(f"note: {folder / f'{c.key()}.json'} was not a valid result: moved to {dest}")
-    if log:
-        log(f"linear [{profile}]: {len(grid)} runs planned, {len(todo)} to run")
-    done: list[Any] = []
-
-    def record(config, result) -> None:
-        from mmlrepro.linear import save_linear_result
-
-        save_linear_result(result, folder)
-        done.append(config)
-        if log:
-            log(f"[linear {len(done)}/{len(todo)}] {config.label()}: recall@20 {result['metrics']['recall@20']:.4f}")
-
-    try:
-        _fit_linear(todo, data_dir, record)
-    except (KeyboardInterrupt, RunInterrupted) as err:
-        raise RunInterrupted(_stopped(err, len(done), len(todo), folder)) from None
-    return len(todo)
-
-
-def _fit_linear(todo: list[Any], data_dir: str | None, record: Callable[[Any, dict], None]) -> None:
-    """Fit and ``record`` each linear config of ``todo``; EASE shares one inversion per
-    (dataset, λ) among its priors τ⁺ (:func:`mmlrepro.linear.ease_priors`)."""
-    from mmlrepro.linear import ease_priors, linear_dataset, linear_result, run_linear
-
-    families: dict[tuple, list] = {}
-    for config in todo:
-        if config.method == "ease":
-            families.setdefault((config.dataset, config.profile, config.lam, config.device), []).append(config)
-    for configs in families.values():
-        dataset = linear_dataset(configs[0], data_dir)
-        start = time.perf_counter()
-        models = ease_priors(dataset, configs[0].lam, [c.tau_plus for c in configs], device=configs[0].device)
-        for config, model in zip(configs, models, strict=True):
-            result = linear_result(config, dataset, model, time.perf_counter() - start)
-            result["timings"]["inverse_shared"] = config is not configs[0]
-            del model   # before the next prior's copy: at most two n_items² matrices
-            record(config, result)
-            start = time.perf_counter()
-    for config in todo:
-        if config.method != "ease":
-            record(config, run_linear(config, data_dir=data_dir))

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from mmlrepro import data
-from mmlrepro.data import DataError, DataFileNotFoundError, Dataset, load_dataset, synthetic
+from mmlrepro.data import (
+    DataError,
+    DataFileNotFoundError,
+    Dataset,
+    load_dataset,
+    sources,
+    synthetic,
+)
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -242,7 +249,7 @@ def test_named_dataset_source_order(tmp_path, monkeypatch):
 def test_cache_hit_needs_matching_checksums(tmp_path, monkeypatch):
     folder = write_pair(tmp_path / "cache" / "yelp2018", "0 1 2\n", "0 0\n")
     sums = {f"yelp2018/{s}.txt": data.sha256_file(folder / f"{s}.txt") for s in ("train", "test")}
-    monkeypatch.setattr(data, "SHA256", sums)
+    monkeypatch.setattr(sources, "SHA256", sums)
     monkeypatch.delenv("MMLREPRO_DATA_DIR", raising=False)
     monkeypatch.setenv("MMLREPRO_CACHE_DIR", str(tmp_path / "cache"))
     assert load_dataset("yelp2018", download=False).n_items == 3
@@ -296,7 +303,7 @@ TRAIN, TEST = b"0 0 1\n1 2\n2 1 3\n", b"0 2\n1 3\n"
 def sums(monkeypatch):
     table = {"gowalla/train.txt": hashlib.sha256(TRAIN).hexdigest(),
              "gowalla/test.txt": hashlib.sha256(TEST).hexdigest()}
-    monkeypatch.setattr(data, "SHA256", table)
+    monkeypatch.setattr(sources, "SHA256", table)
     monkeypatch.delenv("MMLREPRO_DATA_DIR", raising=False)
     return table
 

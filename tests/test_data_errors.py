@@ -15,6 +15,7 @@ from mmlrepro.data import (
     load_dataset,
     load_named_or_synthetic,
     parse_synthetic,
+    sources,
     synthetic,
 )
 
@@ -40,7 +41,7 @@ def no_download(monkeypatch):
     """Fail the test if anything tries to download; no data folder from the environment."""
     def forbidden(*args, **kwargs):
         raise AssertionError(f"a download was attempted: {args}")
-    monkeypatch.setattr(data, "download_file", forbidden)
+    monkeypatch.setattr(sources, "download_file", forbidden)
     monkeypatch.delenv("MMLREPRO_DATA_DIR", raising=False)
     monkeypatch.delenv("MMLREPRO_CACHE_DIR", raising=False)
 
@@ -120,7 +121,7 @@ def test_unreadable_named_copy_names_the_file(tmp_path, monkeypatch, no_download
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(data, "open", deny, raising=False)  # sha256_file's open
+    monkeypatch.setattr(sources, "open", deny, raising=False)  # sha256_file's open
     message = error_of(load_dataset, "gowalla", data_dir=tmp_path / "data", cache_dir=tmp_path / "c")
     assert message == f"{folder / 'train.txt'}: cannot be read (Permission denied)"
 

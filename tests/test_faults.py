@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import mmlrepro.data as data_mod
+import mmlrepro.data.sources as data_sources
 import mmlrepro.files as files_mod
 import mmlrepro.runner as runner_mod
 import mmlrepro.train as train_mod
@@ -21,8 +21,9 @@ from mmlrepro.cli import main
 from mmlrepro.config import RunConfig
 from mmlrepro.data import DataError, synthetic
 from mmlrepro.files import OutputError, check_writable, describe_error
+from mmlrepro.linear import run_linear_group
 from mmlrepro.results import ResultsStore, RunResult, StoreError
-from mmlrepro.runner import run, run_linear_group
+from mmlrepro.runner import run
 from mmlrepro.train import (
     check_negatives,
     default_checkpoint_dir,
@@ -38,7 +39,7 @@ NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is pre
 def no_compute(monkeypatch):
     """Fail the test if a training step runs or anything is downloaded."""
     monkeypatch.setattr(train_mod.ExactStep, "__call__", lambda *a, **k: pytest.fail("a step ran"))
-    monkeypatch.setattr(data_mod, "download_file", lambda *a, **k: pytest.fail("a download was attempted"))
+    monkeypatch.setattr(data_sources, "download_file", lambda *a, **k: pytest.fail("a download was attempted"))
 
 
 @pytest.fixture
@@ -259,7 +260,7 @@ def test_too_few_items_for_k_is_refused_before_any_step(tmp_path, no_compute):
 
 
 def test_the_linear_group_checks_its_folder_and_device_before_any_data(tmp_path, monkeypatch):
-    monkeypatch.setattr("mmlrepro.linear.linear_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    monkeypatch.setattr("mmlrepro.linear.runs.linear_dataset", lambda *a, **k: pytest.fail("data was loaded"))
     (tmp_path / "linear").write_text("x")
     with pytest.raises(OutputError, match="linear results folder .* is a file"):
         run_linear_group("smoke", results_dir=tmp_path, datasets=["gowalla"], log=None)

@@ -12,7 +12,6 @@ from mmlrepro.linear import (
     EASE,
     IALS,
     LinearConfig,
-    _row_batches,
     als_reg,
     als_solve,
     ease,
@@ -24,6 +23,7 @@ from mmlrepro.linear import (
     run_linear,
     save_linear_result,
 )
+from mmlrepro.linear.ials_model import _row_batches
 from mmlrepro.metrics import evaluate
 
 
@@ -311,10 +311,11 @@ def test_run_linear_returns_metrics_and_saves(medium, tmp_path):
 
 def test_ease_priors_share_one_inversion_and_equal_ease(small, monkeypatch):
     import mmlrepro.linear as linear
+    import mmlrepro.linear.ease_model as ease_model
 
     calls = []
-    real = linear._spd_inverse_
-    monkeypatch.setattr(linear, "_spd_inverse_", lambda a: calls.append(1) or real(a))
+    real = ease_model._spd_inverse_
+    monkeypatch.setattr(ease_model, "_spd_inverse_", lambda a: calls.append(1) or real(a))
     taus = [0.0, 0.05, 0.2]
     models = list(linear.ease_priors(small, 30.0, taus, dtype=torch.float64))
     assert len(calls) == 1 and [m.tau_plus for m in models] == taus
@@ -325,18 +326,19 @@ def test_ease_priors_share_one_inversion_and_equal_ease(small, monkeypatch):
 
 
 def test_linear_group_fits_each_ease_lambda_once(small, tmp_path, monkeypatch):
-    import mmlrepro.linear as linear
+    import mmlrepro.linear.ease_model as ease_model
+    import mmlrepro.linear.runs as runs
     from mmlrepro.comparison import linear_results
-    from mmlrepro.runner import run_linear_group
+    from mmlrepro.linear import run_linear_group
 
     grid = [LinearConfig("synthetic", "ease", lam=lam, tau_plus=tau, device="cpu")
             for lam in (20.0, 40.0) for tau in (0.0, 0.05)]
     grid.append(LinearConfig("synthetic", "ials", dim=4, alpha=5.0, reg=0.01, epochs=2, device="cpu"))
-    monkeypatch.setattr(linear, "linear_grid", lambda profile: grid)
-    monkeypatch.setattr(linear, "linear_dataset", lambda config, data_dir=None: small)
+    monkeypatch.setattr(runs, "linear_grid", lambda profile: grid)
+    monkeypatch.setattr(runs, "linear_dataset", lambda config, data_dir=None: small)
     calls = []
-    real = linear._spd_inverse_
-    monkeypatch.setattr(linear, "_spd_inverse_", lambda a: calls.append(1) or real(a))
+    real = ease_model._spd_inverse_
+    monkeypatch.setattr(ease_model, "_spd_inverse_", lambda a: calls.append(1) or real(a))
     assert run_linear_group("paper", results_dir=tmp_path, datasets=["synthetic"], log=None) == 5
     assert len(calls) == 2
     runs = linear_results(tmp_path)

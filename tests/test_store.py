@@ -233,18 +233,18 @@ def test_compare_names_a_garbage_per_user_file_and_goes_on(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------------------------
-# 3. mmlrepro train claims its run
+# 3. mmlrepro train leases its run
 
 
-def test_a_second_train_of_a_claimed_run_names_the_holder_before_any_compute(tmp_path, monkeypatch, capsys):
+def test_a_second_train_of_a_leased_run_names_the_holder_before_any_compute(tmp_path, monkeypatch, capsys):
     data = synthetic(100, 200)
     config = RunConfig(dataset="synthetic:100:200", epochs=1, n_negatives=5, device="cpu")
     key = config.key(data.fingerprint)
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from mmlrepro.claims import Claims
-        assert Claims(Path({str(tmp_path)!r}))    .acquire({key!r})[0]
+        from mmlrepro.leases import Leases
+        assert Leases(Path({str(tmp_path)!r}))    .acquire({key!r})[0]
         print("held", flush=True)
         time.sleep(120)
     """)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path.cwd())})

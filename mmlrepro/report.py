@@ -27,6 +27,7 @@ from mmlrepro import comparison as ex
 from mmlrepro.devices import stretches
 from mmlrepro.files import atomic_write_text, check_writable, check_writable_file
 from mmlrepro.frames import QUICK_LABEL
+from mmlrepro.reported import bars_ease
 from mmlrepro.results import ResultsStore, git_commit, load_results
 from mmlrepro.speccheck import deviations
 from mmlrepro.stats import N_BOOT
@@ -130,8 +131,6 @@ def paper_table(table: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
         out["evidence"] = table["evidence"]
     return out
 
-
-_paper_table = paper_table  # the former private name
 
 
 def _spec_checks(group: str, profile: str, results_dir: Any) -> list[str]:
@@ -252,8 +251,7 @@ def _linear_section(results_dir: Any) -> list[str]:
                                     "debiasing changes Recall@20 by less than 2%",
                            "reproduced": f"biased {biased.iloc[0]:.4f}, best debiased {debiased.max():.4f} ({gain:+.2f}%)",
                            "verdict": "holds" if abs(gain) < 2.0 else "does not hold"})
-    bars = {"gowalla": (80.0, 0.1765, 0.1467), "yelp2018": (300.0, 0.0657, 0.0552)}
-    for dataset, (lam, r, n) in bars.items():
+    for dataset, (lam, r, n) in bars_ease().items():
         hit = runs[(runs.profile == "paper") & (runs.dataset == dataset) & (runs.method == "ease")
                    & (runs.lam == lam) & (runs.tau_plus == 0.0)]
         got = f"{hit['recall@20'].iloc[0]:.4f} / {hit['ndcg@20'].iloc[0]:.4f}" if len(hit) else "missing"

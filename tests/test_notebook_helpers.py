@@ -1,5 +1,5 @@
 """The notebook helpers of mmlrepro.comparison (group_runs, runs_vs_reported, learning_curves,
-seed_noise) and report.paper_table, on a hand-made store."""
+seed_noise) and markdown.paper_table, on a hand-made store."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from mmlrepro import comparison as cmp
 from mmlrepro.config import SCHEMA_VERSION, RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS
 from mmlrepro.files import atomic_write_json
-from mmlrepro.report import paper_table
+from mmlrepro.markdown import paper_table
 
 
 def fake_run(root, config: RunConfig, history: list[tuple[float, float]], device: str = "fake-gpu") -> None:

@@ -29,7 +29,8 @@ from mmlrepro.config import KEY_SCHEMA, SCHEMA_VERSION, RunConfig, identity_key
 from mmlrepro.data import KNOWN_FINGERPRINTS, draw_id, synthetic
 from mmlrepro.files import atomic_write_json
 from mmlrepro.metrics import PerUser, load_per_user, save_per_user
-from mmlrepro.migrate import merge_stores, migrate_store, v2_key, v3_key
+from mmlrepro.migrate import merge_stores, migrate_store
+from mmlrepro.migrations import v2_key, v3_key
 from mmlrepro.results import RecordExists, ResultsStore, RunResult
 from mmlrepro.stats import compare_configs
 from mmlrepro.train import select_best

@@ -57,6 +57,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from mmlrepro.catalogue import DATASETS, paper_config
     from mmlrepro.config import RunConfig
+    from mmlrepro.metrics import METRIC_NAMES
     from mmlrepro.runner import run
 
     overrides = {k: v for k, v in {
@@ -78,7 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     source = "from the store" if result.from_store else f"trained on {result.device}"
     print(f"{config.label()} ({source}), key {result.key}")
     print(f"best epoch {result.best['epoch']}: " + ", ".join(
-        f"{m} {result.best[m]:.4f}" for m in ("recall@20", "ndcg@20", "recall@50", "ndcg@50")))
+        f"{m} {result.best[m]:.4f}" for m in METRIC_NAMES))
     if result.test:
         print("test (honest, once): " + ", ".join(f"{m} {v:.4f}" for m, v in result.test.items()))
     print(f"{len(result.history)} epochs: {result.timings['train_s']:.1f} s training + "

@@ -33,7 +33,8 @@ from typing import Any
 from mmlrepro.data import draw_id
 from mmlrepro.devices import check_device_name
 from mmlrepro.losses import get_loss
-from mmlrepro.models import SimpleX
+from mmlrepro.metrics import METRIC_NAMES
+from mmlrepro.models import DROPOUT_PLACEMENTS, SimpleX
 
 SCHEMA_VERSION = 4
 # The "schema" in a key's identity: the store schema that last changed the identity's fields.
@@ -49,8 +50,7 @@ PROFILES = ("paper", "quick", "smoke")
 MODELS = ("mf", "simplex")
 SELECTIONS = ("paper", "early_stop", "honest")
 REG_FORMS = ("full_table", "batch")
-DROPOUT_PLACEMENTS = ("after_norm", "before_norm")
-MONITORS = ("recall@20", "ndcg@20", "recall@50", "ndcg@50")
+MONITORS = METRIC_NAMES   # a run may select its epoch on any metric it records
 SIMPLEX_DEFAULTS: dict[str, Any] = {
     name: p.default for name, p in inspect.signature(SimpleX.__init__).parameters.items()
     if name in ("aggregator", "gate", "separate_history_table", "history_cap", "padding_softmax_bug")}

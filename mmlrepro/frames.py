@@ -20,6 +20,7 @@ from mmlrepro.catalogue import catalogue_key, configs
 from mmlrepro.config import RunConfig
 from mmlrepro.evidence import cell_level
 from mmlrepro.linear import read_linear_results
+from mmlrepro.metrics import METRIC_NAMES
 from mmlrepro.reported import LOSS_NAMES, METRICS, MODEL_NAMES, paper_stop_epoch, reported_frame
 from mmlrepro.results import ResultsStore, default_results_dir, load_results
 from mmlrepro.stats import seed_interval
@@ -215,7 +216,7 @@ def learning_curves(group: str, profile: str, results_dir: str | Path | None = N
                                    if group == "table2" and profile == PAPER else float("nan"))
         for epoch in history:
             rows.append({**run, "epoch": epoch["epoch"], "train_loss": epoch["loss"],
-                         **{m: epoch[m] for m in ("recall@20", "ndcg@20", "recall@50", "ndcg@50") if m in epoch}})
+                         **{m: epoch[m] for m in METRIC_NAMES if m in epoch}})
     columns = ["dataset", "model", "model_name", "loss", "loss_name", "selection", "early_stop", "n_negatives",
                "seed", "label", "epoch", "train_loss", *METRICS, "stop_epoch", "paper_stop_epoch", "profile"]
     if not rows:
@@ -231,8 +232,7 @@ def linear_results(results_dir: str | Path | None = None) -> pd.DataFrame:
     Empty (with those columns) when the folder holds no run."""
     root = Path(results_dir) if results_dir is not None else default_results_dir()
     hp = ["lam", "dim", "alpha", "reg", "reg_exp", "epochs"]
-    metrics = ["recall@20", "ndcg@20", "recall@50", "ndcg@50"]
-    columns = ["dataset", "method", "profile", *hp, "tau_plus", "debiased", *metrics, "device", "fit_s", "key"]
+    columns = ["dataset", "method", "profile", *hp, "tau_plus", "debiased", *METRIC_NAMES, "device", "fit_s", "key"]
     rows = []
     for record in read_linear_results(root / "linear", log=lambda line: print(line, file=sys.stderr)):
         config = record["config"]

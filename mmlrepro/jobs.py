@@ -3,7 +3,7 @@
 :class:`Workers` says how (``jobs`` K, ``executor`` ``local`` or ``ray``, the devices, threads
 and per-run resources) and is checked before any data is loaded. :func:`train_parallel` is
 :func:`mmlrepro.runner.run_missing`'s loop for K > 1 or Ray: it keeps up to K runs in flight,
-started in plan order, each claimed in the store first (:mod:`mmlrepro.claims`); a worker
+started in plan order, each leased in the store first (:mod:`mmlrepro.leases`); a worker
 (:func:`train_job`) trains one run and returns its :class:`~mmlrepro.results.RunResult` to the
 parent, which alone writes the store. A finished run prints one line and the overall count with
 an ETA from the stored timings; a run that fails is named with its error while the others go on,
@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from mmlrepro.claims import Claims
 from mmlrepro.config import RunConfig
 from mmlrepro.data import DataError, Dataset
 from mmlrepro.devices import resolve_device
 from mmlrepro.files import describe_error
+from mmlrepro.leases import Leases
 from mmlrepro.results import ResultsStore, RunResult
 from mmlrepro.train import CHECKPOINT_EVERY_S, RunInterrupted
 
@@ -394,7 +394,7 @@ def train_parallel(todo: list[RunConfig], store: ResultsStore, sources: dict[str
     run now (or can read it off its stored twin), checked again just before it starts. An
     early-stopped run waits while its "N" twin is pending or in flight (it may be read off it).
     Raises :class:`RunsFailed` when runs failed, :class:`RunInterrupted` on Ctrl-C."""
-    claims = Claims(store.root)
+    leases = Leases(store.root)
     pool: LocalPool | RayPool = (RayPool(workers, data_dir) if workers.executor == "ray"
                                  else LocalPool(workers, device))
     log(f"training with {pool.describe()}")
@@ -406,7 +406,7 @@ def train_parallel(todo: list[RunConfig], store: ResultsStore, sources: dict[str
     start = time.perf_counter()
     total = len(todo)
     try:
-        with claims.heartbeat():
+        with leases.heartbeat():
             while pending or running:
                 while pending and len(running) < pool.slots:
                     elapsed = time.perf_counter() - start
@@ -420,13 +420,13 @@ def train_parallel(todo: list[RunConfig], store: ResultsStore, sources: dict[str
                     pending.remove(config)
                     source = sources[config.dataset]
                     key = config.key(source.fingerprint)
-                    got, note = claims.acquire(key)
+                    got, note = leases.acquire(key)
                     if not got:
                         skipped.append(config.label())
-                        log(f"skipped {config.label()} #{key}: claimed by {note}")
+                        log(f"skipped {config.label()} #{key}: its lease is held by {note}")
                         continue
                     if stored(config):   # by another process since, or read off its twin now
-                        claims.release(key)
+                        leases.release(key)
                         continue
                     if note:
                         log(f"{config.label()} #{key}: {note}; its checkpoint, if any, resumes")
@@ -438,14 +438,14 @@ def train_parallel(todo: list[RunConfig], store: ResultsStore, sources: dict[str
                     break
                 finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
-                    _collect(future, running.pop(future), pool, claims, save, done, failures, walls, log)
+                    _collect(future, running.pop(future), pool, leases, save, done, failures, walls, log)
                 left = list(pending) + [r.config for r in running.values()]
                 log(f"[{len(done)}/{total} done, {len(failures)} failed] "
                     f"{(time.perf_counter() - start) / 60:.1f} min elapsed, {_eta(left, expected, walls, pool.slots)}")
     except KeyboardInterrupt:
         for future in list(running):   # keep what finished in the meantime
             if future.done():
-                _collect(future, running.pop(future), pool, claims, save, done, failures, walls, log)
+                _collect(future, running.pop(future), pool, leases, save, done, failures, walls, log)
         pool.stop()
         raise RunInterrupted(f"interrupted with {len(running)} run(s) in flight, whose checkpoints are "
                              "kept (the same command resumes them)") from None
@@ -461,16 +461,16 @@ def train_parallel(todo: list[RunConfig], store: ResultsStore, sources: dict[str
                          "finished are stored, and the same command retries the failed ones")
 
 
-def _collect(future: cf.Future, item: _Running, pool: LocalPool | RayPool, claims: Claims,
+def _collect(future: cf.Future, item: _Running, pool: LocalPool | RayPool, leases: Leases,
              save: Callable[[RunResult], None], done: list[RunConfig],
              failures: list[tuple[RunConfig, str]], walls: list[float], log: Callable[[str], None]) -> None:
-    """Store a finished run's result (or name its failure) and release its claim."""
+    """Store a finished run's result (or name its failure) and release its lease."""
     pool.done(item.device)
     wall = time.perf_counter() - item.started
     try:
         result = future.result()
     except cf.CancelledError:
-        claims.release(item.key)
+        leases.release(item.key)
         return
     except Exception as err:   # the worker's error, or its death
         cause = _cause(err)
@@ -478,13 +478,13 @@ def _collect(future: cf.Future, item: _Running, pool: LocalPool | RayPool, claim
                if isinstance(cause, cf.process.BrokenProcessPool) else
                f"{type(cause).__name__}: {describe_error(cause)}")
         failures.append((item.config, why))
-        claims.release(item.key)
+        leases.release(item.key)
         log(f"FAILED {item.config.label()} #{item.key}: {why}")
         return
     try:
         save(result)
     finally:
-        claims.release(item.key)
+        leases.release(item.key)
     done.append(item.config)
     walls.append(wall)
     log(f"done {item.config.label()}: recall@20 {result.best['recall@20']:.4f} ndcg@20 "

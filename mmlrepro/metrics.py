@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["EvalIndex", "PerUser", "topk_metrics", "evaluate", "as_csr", "metric_names",
-           "save_per_user", "load_per_user", "PerUserError"]
+__all__ = ["EvalIndex", "PerUser", "topk_metrics", "evaluate", "as_csr", "as_int64", "metric_names",
+           "METRIC_NAMES", "save_per_user", "load_per_user", "PerUserError"]
 
 BLOCK = 64          # items per block of the blocked top-K (and padding unit of the buffer width)
 QUANT = 65535       # per-user files: a value v in [0, 1] is stored as the uint16 round(v * QUANT)
@@ -45,6 +45,10 @@ PER_USER_FORMAT = 2  # per-user files with ``meta`` (key, epoch, means; store sc
 def metric_names(ks: Sequence[int] = (20, 50)) -> list[str]:
     """``["recall@20", "ndcg@20", "recall@50", "ndcg@50"]`` for ``ks = (20, 50)``."""
     return [f"{m}@{k}" for k in ks for m in ("recall", "ndcg")]
+
+
+# The four metrics every run records, per epoch and at its selected epoch (SPEC §7).
+METRIC_NAMES = tuple(metric_names())
 
 
 class PerUserError(ValueError):
@@ -180,13 +184,13 @@ def as_csr(items, n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     any other sequence (e.g. a list) of 1-D arrays, one per user.
     """
     if isinstance(items, tuple) and len(items) == 2:
-        indptr, indices = _np(items[0]).reshape(-1), _np(items[1]).reshape(-1)
+        indptr, indices = as_int64(items[0]).reshape(-1), as_int64(items[1]).reshape(-1)
         if len(indptr) < 1 or indptr[0] != 0 or indptr[-1] != len(indices):
             raise ValueError("a tuple of per-user item lists must be a CSR pair (indptr, "
                              "indices) with indptr[0] == 0 and indptr[-1] == len(indices); "
                              "pass a list for one array per user")
     else:
-        rows = [_np(r).reshape(-1) for r in items]
+        rows = [as_int64(r).reshape(-1) for r in items]
         indptr = np.zeros(len(rows) + 1, np.int64)
         np.cumsum([len(r) for r in rows], out=indptr[1:])
         indices = np.concatenate(rows) if rows else np.zeros(0, np.int64)
@@ -197,7 +201,8 @@ def as_csr(items, n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     return indptr, indices
 
 
-def _np(a) -> np.ndarray:
+def as_int64(a) -> np.ndarray:
+    """``a`` (a tensor on any device, an array or a list) as a numpy int64 array."""
     if isinstance(a, Tensor):
         return a.detach().cpu().numpy().astype(np.int64, copy=False)
     return np.asarray(a, dtype=np.int64)
@@ -251,7 +256,7 @@ class EvalIndex:
         for name, idx in (("train", tr_idx), ("test", te_idx)):
             if len(idx) and (idx.min() < 0 or idx.max() >= n_items):
                 raise ValueError(f"{name} items outside [0, {n_items})")
-        rows = np.arange(len(te_ptr) - 1) if users is None else _np(users).reshape(-1)
+        rows = np.arange(len(te_ptr) - 1) if users is None else as_int64(users).reshape(-1)
         if len(rows) and (rows.min() < 0 or rows.max() >= len(te_ptr) - 1):
             raise ValueError(f"users outside [0, {len(te_ptr) - 1})")
         rows = rows[te_ptr[rows + 1] > te_ptr[rows]]

@@ -30,9 +30,11 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from mmlrepro.kernels import gathered_cosine_kernel
+from mmlrepro.metrics import as_int64
 
 __all__ = ["MF", "SimpleX", "DROPOUT_PLACEMENTS", "AGGREGATORS", "gathered_cosine", "kernel_scores"]
 
+# Where dropout applies to a user vector: after its L2 norm (SPEC §3 default) or before it (BSL).
 DROPOUT_PLACEMENTS = ("after_norm", "before_norm")
 AGGREGATORS = ("mean", "attention")
 NORM_EPS = 1e-12   # F.normalize's default: x / max(‖x‖, eps)
@@ -252,12 +254,6 @@ class MF(_CosineModel):
         return self.rows(self.user_emb, users)
 
 
-def _as_numpy(a) -> np.ndarray:
-    if isinstance(a, Tensor):
-        a = a.detach().cpu().numpy()
-    return np.asarray(a, dtype=np.int64)
-
-
 def padded_history(indptr, indices, n_items: int,
                    cap: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Left-aligned padded history ``([n_users, L] int64, lengths [n_users] int64)`` from a CSR.
@@ -265,7 +261,7 @@ def padded_history(indptr, indices, n_items: int,
     Row u holds the user's items in CSR (file) order in slots ``0..len_u-1``, zeros after.
     With ``cap``, only the **last** ``cap`` items are kept. L = max(max len_u, 1).
     """
-    indptr, indices = _as_numpy(indptr), _as_numpy(indices)
+    indptr, indices = as_int64(indptr), as_int64(indices)
     if indptr.ndim != 1 or len(indptr) < 2 or indptr[0] != 0 or indptr[-1] != len(indices) \
             or np.any(np.diff(indptr) < 0):
         raise ValueError("history_indptr is not a valid CSR index pointer "

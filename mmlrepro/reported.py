@@ -39,6 +39,13 @@ def reported_frame(table: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def bars_ease() -> dict[str, tuple[float, float, float]]:
+    """BARS's EASE points (SPEC §9, other published points): per dataset, its λ, Recall@20 and
+    NDCG@20 (``reported.json``'s ``other_points``)."""
+    entry = next(p for p in reported()["other_points"] if p["source"] == "BARS" and p["method"].startswith("EASE"))
+    return {dataset: (float(lam), *map(float, entry[dataset])) for dataset, lam in entry["lam"].items()}
+
+
 def paper_stop_epoch(model: str, loss: str) -> int:
     """The epoch the paper's early-stopped runs stopped after (SPEC §8: SimpleX 33 with CCL, 19 with
     MML; MF 19)."""

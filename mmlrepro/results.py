@@ -43,7 +43,7 @@ import torch
 import mmlrepro
 from mmlrepro.config import SCHEMA_VERSION, RunConfig
 from mmlrepro.files import atomic_write, atomic_write_json, check_writable, locked, unique_path
-from mmlrepro.metrics import PerUser, PerUserError, load_per_user, save_per_user
+from mmlrepro.metrics import METRIC_NAMES, PerUser, PerUserError, load_per_user, save_per_user
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RECORD_FIELDS = ("key", "config", "data_fingerprint", "history", "best", "last", "timings", "device")
@@ -425,7 +425,7 @@ def _row(record: dict[str, Any], per_user_dir: Path) -> dict[str, Any]:
         "per_user": (per_user_dir / f"{record['key']}.npz").exists(),
     }
     reported = test if config["selection"] == "honest" else best
-    for metric in ("recall@20", "ndcg@20", "recall@50", "ndcg@50"):
+    for metric in METRIC_NAMES:
         row[metric] = reported.get(metric, float("nan"))
         row[f"last_{metric}"] = last.get(metric, float("nan"))
         row[f"selection_{metric}"] = best.get(metric, float("nan"))

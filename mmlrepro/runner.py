@@ -10,7 +10,7 @@ written to a rescue file that the error names (:func:`_save`). Ctrl-C during ``r
 how many runs were stored and that the same command goes on. The settings of what is about to be
 trained are printed first. ``run_missing(..., jobs=K)`` trains K runs at a time in worker
 processes or as Ray tasks (:mod:`mmlrepro.jobs`); this process alone writes the store, and each
-run is claimed in it while it trains (:mod:`mmlrepro.claims`).
+run is leased in it while it trains (:mod:`mmlrepro.leases`).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from mmlrepro.catalogue import DATASETS, catalogue_key, plan, seeds
-from mmlrepro.claims import Claims
 from mmlrepro.config import RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS, Dataset
 from mmlrepro.devices import resolve_device
 from mmlrepro.files import atomic_write, atomic_write_json, check_writable, describe_error
 from mmlrepro.jobs import Workers, train_parallel
+from mmlrepro.leases import Leases
 from mmlrepro.linear.runs import run_linear_group
 from mmlrepro.metrics import save_per_user
 from mmlrepro.results import (
@@ -143,9 +143,9 @@ def run(config: RunConfig, *, results_dir: str | Path | None = None, store: Resu
     ``dataset`` is the run's source data (default: loaded from ``config.dataset``); the key
     includes its fingerprint, so a stored run of other data is never served. With ``force`` the
     run is trained again and replaces the stored one (which is set aside, not deleted).
-    A run to train is claimed in the store first, as ``reproduce`` claims its runs
-    (:mod:`mmlrepro.claims`): while another live process holds the claim this raises
-    :class:`StoreError` naming it, before any compute (a stale claim is taken over).
+    A run to train is leased in the store first, as ``reproduce`` leases its runs
+    (:mod:`mmlrepro.leases`): while another live process holds the lease this raises
+    :class:`StoreError` naming it, before any compute (a stale lease is taken over).
     """
     log = log or (lambda line: None)
     store = store or ResultsStore(results_dir)
@@ -153,16 +153,16 @@ def run(config: RunConfig, *, results_dir: str | Path | None = None, store: Resu
     source = dataset if dataset is not None else load_run_dataset(config, data_dir)
     if not force and (found := _stored_or_derived(config, store, source.fingerprint)) is not None:
         return found
-    check_run(config, source)      # a run that cannot train claims nothing
+    check_run(config, source)      # a run that cannot train leases nothing
     key = config.key(source.fingerprint)
-    claims = Claims(store.root)
-    got, note = claims.acquire(key)
+    leases = Leases(store.root)
+    got, note = leases.acquire(key)
     if not got:
-        raise StoreError(f"{config.label()} #{key} is being trained by {note}; it is stored when that "
+        raise StoreError(f"{config.label()} #{key} is being trained: its lease is held by {note}; it is stored when that "
                          "process finishes (run this again then), or stop that process first")
     if note:
         log(f"{config.label()} #{key}: {note}; its checkpoint, if any, resumes")
-    with claims.heartbeat():    # released when the run is stored, or fails
+    with leases.heartbeat():    # released when the run is stored, or fails
         return _stored_or_trained(config, store, source, data_dir, force, log, **train_kwargs)
 
 
@@ -217,9 +217,9 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
 
     ``jobs`` K > 1 (or ``workers``, :class:`mmlrepro.jobs.Workers`, for devices, threads and
     Ray) trains K runs at a time in worker processes (:func:`mmlrepro.jobs.train_parallel`); the
-    default trains one run after the other in this process. Either way every run is claimed in
-    the store while it trains (:mod:`mmlrepro.claims`): a run claimed by another live process is
-    skipped, a stale claim is taken over and the run's checkpoint resumed.
+    default trains one run after the other in this process. Either way every run is leased in
+    the store while it trains (:mod:`mmlrepro.leases`): a run leased by another live process is
+    skipped, a stale lease is taken over and the run's checkpoint resumed.
     """
     log = log or (lambda line: None)
     if max_minutes is not None and not max_minutes >= 0:  # 0: only the first run
@@ -294,33 +294,33 @@ def _train_in_turn(todo: list[RunConfig], store: ResultsStore, sources: dict[str
                    device: str | None, max_minutes: float | None, checkpoint_every_s: float,
                    log: Callable[[str], None], done: list[RunConfig], replace: Set[str] = frozenset()) -> None:
     """:func:`run_missing`'s loop: train ``todo`` in order, appending each finished config to
-    ``done``; a run another process has claimed is skipped (:mod:`mmlrepro.claims`); a run whose
+    ``done``; a run another process has leased is skipped (:mod:`mmlrepro.leases`); a run whose
     key is in ``replace`` is read off its twin again or retrained, and replaces its stored record,
     unless its per-user values were stored meanwhile (another ``--refresh-per-user`` on the same
     store got to it first)."""
     start = time.perf_counter()
-    with Claims(store.root).heartbeat() as claims:
+    with Leases(store.root).heartbeat() as leases:
         for i, config in enumerate(todo, 1):
             elapsed = time.perf_counter() - start
             if max_minutes is not None and done and elapsed + elapsed / len(done) > max_minutes * 60:
                 log(f"time budget of {max_minutes} min reached: {len(todo) - len(done)} runs left for later")
                 break
             key = config.key(sources[config.dataset].fingerprint)
-            got, note = claims.acquire(key)
+            got, note = leases.acquire(key)
             if not got:
-                log(f"[{i}/{len(todo)}] skipped {config.label()} #{key}: claimed by {note}")
+                log(f"[{i}/{len(todo)}] skipped {config.label()} #{key}: its lease is held by {note}")
                 continue
             if note:
                 log(f"{config.label()} #{key}: {note}; its checkpoint, if any, resumes")
             if key in replace and store.has_per_user(key):   # another process refreshed it
-                claims.release(key)
+                leases.release(key)
                 log(f"[{i}/{len(todo)}] skipped {config.label()} #{key}: its per-user values were stored meanwhile")
                 continue
             try:
                 _train_one(config, store, sources, device, checkpoint_every_s, log, done, i, len(todo), start,
                            key in replace)
             finally:
-                claims.release(key)
+                leases.release(key)
 
 
 def _train_one(config: RunConfig, store: ResultsStore, sources: dict[str, Dataset], device: str | None,

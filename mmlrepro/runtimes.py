@@ -64,7 +64,7 @@ def planned_training(seeds: dict[str, int] | None = None) -> list[Any]:
     (REPRODUCTION.md's plan by default), one per key, without the early-stopped runs read off
     their twins (SPEC §6: those without lr cuts)."""
     if seeds is None:
-        from mmlrepro.report import PLANNED_SEEDS
+        from mmlrepro.appendix import PLANNED_SEEDS
         seeds = PLANNED_SEEDS
     by_key = {cat.catalogue_key(c): c for group, n in seeds.items()
               for c in cat.configs(group, "paper", n)}

@@ -242,11 +242,12 @@ def test_a_part_with_the_wrong_sign_decides_even_when_another_part_lacks_runs():
 
 
 def test_write_report_rewrites_the_readme_block_and_writes_the_appendix(store, tmp_path, monkeypatch):
-    from mmlrepro import report
+    from mmlrepro import markdown, report
+    from mmlrepro import readme as readme_mod
 
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\nintro\n<!-- at-a-glance:start -->\nold\n<!-- at-a-glance:end -->\nrest\n")
-    monkeypatch.setattr(report, "git_commit", lambda: "abc123")
+    monkeypatch.setattr(markdown, "git_commit", lambda: "abc123")
     out = report.write_report(tmp_path / "REPRODUCTION.md", store, tmp_path / "figures")
     text = readme.read_text()
     block = text.split("<!-- at-a-glance:start -->\n", 1)[1].split("<!-- at-a-glance:end -->", 1)[0]
@@ -258,16 +259,16 @@ def test_write_report_rewrites_the_readme_block_and_writes_the_appendix(store, t
     appendix = (tmp_path / "REPRODUCTION_APPENDIX.md").read_text()
     assert "## What the store holds" in appendix and "Runs not yet done [paper]" in appendix
     assert "from commit `abc123`" in out.read_text()
-    monkeypatch.setattr(report, "git_commit", lambda: "abc123-dirty")
+    monkeypatch.setattr(markdown, "git_commit", lambda: "abc123-dirty")
     assert "from uncommitted changes (on top of commit `abc123`)" in report.render_report(
         store, tmp_path / "figures", tmp_path)
     plain = tmp_path / "plain.md"            # no markers: left as it is
     plain.write_text("# y\n")
-    assert not report.update_readme(plain, "block") and plain.read_text() == "# y\n"
+    assert not readme_mod.update_readme(plain, "block") and plain.read_text() == "# y\n"
 
 
 def test_the_quick_profile_is_never_set_beside_the_paper_in_the_report(tmp_path):
-    from mmlrepro.report import render_appendix
+    from mmlrepro.appendix import render_appendix
 
     for loss in ("mml", "ccl"):
         store_run(tmp_path, cat.paper_config("gowalla", "mf", loss, profile="quick"), 0.05, 0.04)

@@ -9,10 +9,12 @@ import pytest
 from mmlrepro import catalogue as cat
 from mmlrepro import comparison as cmp
 from mmlrepro import runner
+from mmlrepro.appendix import render_appendix
 from mmlrepro.config import SCHEMA_VERSION, RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS
 from mmlrepro.files import atomic_write_json
-from mmlrepro.report import markdown_table, render_appendix, render_report
+from mmlrepro.markdown import markdown_table
+from mmlrepro.report import render_report
 
 
 def fake_run(root, config: RunConfig, recall: float, ndcg: float, device: str = "fake-gpu", test=None,
@@ -163,21 +165,21 @@ def test_table2_lists_when_early_stopped_runs_stopped_beside_the_paper(tmp_path)
 
 
 def test_missing_section_says_done_only_when_every_planned_run_is_stored(tmp_path, monkeypatch):
-    import mmlrepro.report as report_mod
+    import mmlrepro.appendix as appendix_mod
 
-    monkeypatch.setattr(report_mod, "PLANNED_SEEDS", {"honest": 1})
+    monkeypatch.setattr(appendix_mod, "PLANNED_SEEDS", {"honest": 1})
     planned = cat.configs("honest", "quick", 1)
     for config in planned[:-1]:
         fake_run(tmp_path, config, 0.1, 0.1)
-    lines = report_mod._missing("quick", tmp_path)
+    lines = appendix_mod._missing("quick", tmp_path)
     assert lines[0].startswith("### Runs not yet done") and planned[-1].label() in "\n".join(lines)
     fake_run(tmp_path, planned[-1], 0.1, 0.1)
-    lines = report_mod._missing("quick", tmp_path)
+    lines = appendix_mod._missing("quick", tmp_path)
     assert lines[0].startswith("### Runs done") and f"{len(planned)} of {len(planned)} done" in "\n".join(lines)
 
 
 def test_run_costs_come_from_the_stored_timings_of_trained_runs(tmp_path):
-    from mmlrepro.report import run_costs
+    from mmlrepro.appendix import run_costs
     from mmlrepro.results import load_results
 
     for seed in (2019, 2020):

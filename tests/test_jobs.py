@@ -1,4 +1,4 @@
-"""Many runs at once (issue 19): worker pools, Ray, claims in the store, kill and resume.
+"""Many runs at once (issue 19): worker pools, Ray, leases in the store, kill and resume.
 
 The equivalence tests train the smoke profile of ``table3`` on Gowalla (7 runs of 200 users and
 2 epochs) one after the other, with ``jobs=2`` worker processes and as Ray tasks, and compare
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from mmlrepro.claims import Claims, stale_reason
 from mmlrepro.cli import main
 from mmlrepro.config import RunConfig
 from mmlrepro.jobs import RAY_HINT, Workers, expected_seconds
+from mmlrepro.leases import Leases, stale_reason
 from mmlrepro.results import ResultsStore
 from mmlrepro.runner import run, run_missing
 
@@ -37,11 +37,11 @@ def _dead_pid() -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# claims
+# leases
 
 
-def test_a_claim_is_held_once_released_by_its_owner_and_taken_over_when_stale(tmp_path):
-    mine, other = Claims(tmp_path), Claims(tmp_path)
+def test_a_lease_is_held_once_released_by_its_owner_and_taken_over_when_stale(tmp_path):
+    mine, other = Leases(tmp_path), Leases(tmp_path)
     assert mine.acquire("k1") == (True, "")
     got, whose = other.acquire("k1")                  # a live pid on this host holds it
     assert not got and f"pid {os.getpid()}" in whose
@@ -50,9 +50,9 @@ def test_a_claim_is_held_once_released_by_its_owner_and_taken_over_when_stale(tm
     mine.release("k1")
     assert not mine.path("k1").exists()
 
-    claim = {"key": "k2", "host": os.uname().nodename, "pid": _dead_pid(), "token": "x",
+    lease = {"key": "k2", "host": os.uname().nodename, "pid": _dead_pid(), "token": "x",
              "heartbeat": time.time()}
-    mine.folder.joinpath("k2.json").write_text(json.dumps(claim))
+    mine.folder.joinpath("k2.json").write_text(json.dumps(lease))
     got, note = other.acquire("k2")
     assert got and "is gone" in note and "took over" in note
     assert mine.beat() == [] and other.beat() == []
@@ -65,14 +65,33 @@ def test_a_claim_is_held_once_released_by_its_owner_and_taken_over_when_stale(tm
     assert mine.acquire("k3")[0]
 
 
-def test_a_claim_taken_over_is_reported_lost_by_the_old_holder(tmp_path):
-    old, new = Claims(tmp_path), Claims(tmp_path, stale_s=0.0)
+def test_a_live_reservation_left_by_older_code_in_claims_is_honoured(tmp_path):
+    """Older code kept its reservations in ``<store>/claims/``: a live one there is held, a
+    stale one is taken over (and removed); a store without that folder never gets one."""
+    mine = Leases(tmp_path)
+    assert mine.acquire("k0")[0] and not (tmp_path / "claims").exists()
+    legacy = tmp_path / "claims"
+    legacy.mkdir()
+    live = {"key": "k1", "host": "elsewhere", "pid": 4242, "token": "old", "heartbeat": time.time()}
+    legacy.joinpath("k1.json").write_text(json.dumps(live))
+    got, whose = mine.acquire("k1")
+    assert not got and "elsewhere pid 4242" in whose and not mine.path("k1").exists()
+
+    dead = {"key": "k2", "host": os.uname().nodename, "pid": _dead_pid(), "token": "old", "heartbeat": time.time()}
+    legacy.joinpath("k2.json").write_text(json.dumps(dead))
+    got, note = mine.acquire("k2")
+    assert got and "took over the stale lease" in note and "is gone" in note
+    assert mine.path("k2").exists() and not legacy.joinpath("k2.json").exists()
+
+
+def test_a_lease_taken_over_is_reported_lost_by_the_old_holder(tmp_path):
+    old, new = Leases(tmp_path), Leases(tmp_path, stale_s=0.0)
     assert old.acquire("k")[0]
     time.sleep(0.01)
     assert new.acquire("k")[0]                        # old's heartbeat counts as stale for new
     assert old.beat() == ["k"] and "k" not in old.held
     old.release("k")
-    assert new.path("k").exists()                     # the new holder's claim is left alone
+    assert new.path("k").exists()                     # the new holder's lease is left alone
     with new.heartbeat(every_s=0.01):
         time.sleep(0.05)
     assert not new.path("k").exists()                 # released when the heartbeat context ends
@@ -164,7 +183,7 @@ def test_two_worker_processes_store_the_same_runs_bit_for_bit(reference, tmp_pat
     assert _records(tmp_path / "store") == reference
     assert sum(line.startswith("done ") for line in lines) == N_RUNS
     assert f"[{N_RUNS}/{N_RUNS} done, 0 failed]" in lines[-1]
-    assert not list((tmp_path / "store" / "claims").glob("*.json"))   # every claim released
+    assert not list((tmp_path / "store" / "leases").glob("*.json"))   # every lease released
 
 
 @pytest.mark.real_data
@@ -217,7 +236,7 @@ run_missing(["table3"], "smoke", datasets=["gowalla"], results_dir=sys.argv[1], 
 
 @pytest.mark.real_data
 def test_a_killed_reproduce_resumes_its_checkpoints_on_the_next_run(reference, tmp_path):
-    """SIGKILL the parent and its workers once a checkpoint exists: the dead process's claims
+    """SIGKILL the parent and its workers once a checkpoint exists: the dead process's leases
     are stale (pid gone), taken over by the next run, whose runs resume and match bit for bit."""
     store, ckpt = tmp_path / "store", tmp_path / "ckpt"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MMLREPRO_CHECKPOINT_DIR": str(ckpt), "TQDM_DISABLE": "1"}
@@ -230,13 +249,13 @@ def test_a_killed_reproduce_resumes_its_checkpoints_on_the_next_run(reference, t
     first.wait()
     kept = {p.stem for p in ckpt.glob("*.pt")}
     assert kept, "no checkpoint was left to resume"
-    assert kept <= {p.stem for p in (store / "claims").glob("*.json")}   # the dead process's claims
+    assert kept <= {p.stem for p in (store / "leases").glob("*.json")}   # the dead process's leases
     second = subprocess.run([sys.executable, "-c", _KILLABLE, str(store)], env=env, capture_output=True,
                             text=True, timeout=120)
     log = second.stdout + second.stderr
     assert second.returncode == 0, log
     for key in kept:
-        assert f"#{key}: took over the stale claim" in log and "is gone" in log
+        assert f"#{key}: took over the stale lease" in log and "is gone" in log
     assert log.count("resumed from") >= len(kept)
     assert _records(store) == reference
     assert not list(ckpt.glob("*.pt"))
@@ -257,7 +276,7 @@ def test_ctrl_c_stops_the_workers_keeps_what_finished_and_says_how_to_resume(ref
     assert "interrupted:" in out and "the same command trains only the runs still missing" in out
     stored = _records(tmp_path / "store")
     assert stored and all(stored[k] == reference[k] for k in stored)
-    assert not list((tmp_path / "store" / "claims").glob("*.json"))
+    assert not list((tmp_path / "store" / "leases").glob("*.json"))
     deadline = time.monotonic() + 10   # no worker left (multiprocessing's resource tracker exits last)
     while subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True).returncode == 0:
         assert time.monotonic() < deadline, "a worker outlived the interrupted reproduce"

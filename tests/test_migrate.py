@@ -13,7 +13,8 @@ from mmlrepro.config import RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS
 from mmlrepro.files import atomic_write_json
 from mmlrepro.metrics import PerUser, save_per_user
-from mmlrepro.migrate import migrate_store, v2_key
+from mmlrepro.migrate import migrate_store
+from mmlrepro.migrations import v2_key
 from mmlrepro.results import ResultsStore
 
 

@@ -1,5 +1,5 @@
 """The notebook helpers of mmlrepro.comparison (group_runs, runs_vs_reported, learning_curves,
-seed_noise) and report.paper_table, on a hand-made store."""
+seed_noise) and markdown.paper_table, on a hand-made store."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from mmlrepro import comparison as cmp
 from mmlrepro.config import SCHEMA_VERSION, RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS
 from mmlrepro.files import atomic_write_json
-from mmlrepro.report import _paper_table, paper_table
+from mmlrepro.markdown import paper_table
 
 
 def fake_run(root, config: RunConfig, history: list[tuple[float, float]], device: str = "fake-gpu") -> None:
@@ -120,7 +120,6 @@ def test_paper_table_formats_mean_std_and_rel_diff(tmp_path):
     assert row["rel. diff"] == "-0.9%" and row["within ±5%"] == "yes" and row["evidence"] == "agrees at 2 seeds"
     missing = shown[(shown.loss == "bpr") & (shown.dataset == "gowalla")].iloc[0]
     assert (missing["reproduced"], missing["rel. diff"], missing["within ±5%"]) == ("missing", "–", "missing")
-    assert _paper_table is paper_table
 
 
 def test_quick_tables_carry_no_paper_number(tmp_path):

@@ -29,7 +29,8 @@ from mmlrepro.config import KEY_SCHEMA, SCHEMA_VERSION, RunConfig, identity_key
 from mmlrepro.data import KNOWN_FINGERPRINTS, draw_id, synthetic
 from mmlrepro.files import atomic_write_json
 from mmlrepro.metrics import PerUser, load_per_user, save_per_user
-from mmlrepro.migrate import merge_stores, migrate_store, v2_key, v3_key
+from mmlrepro.migrate import merge_stores, migrate_store
+from mmlrepro.migrations import v2_key, v3_key
 from mmlrepro.results import RecordExists, ResultsStore, RunResult
 from mmlrepro.stats import compare_configs
 from mmlrepro.train import select_best
@@ -233,18 +234,18 @@ def test_compare_names_a_garbage_per_user_file_and_goes_on(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------------------------
-# 3. mmlrepro train claims its run
+# 3. mmlrepro train leases its run
 
 
-def test_a_second_train_of_a_claimed_run_names_the_holder_before_any_compute(tmp_path, monkeypatch, capsys):
+def test_a_second_train_of_a_leased_run_names_the_holder_before_any_compute(tmp_path, monkeypatch, capsys):
     data = synthetic(100, 200)
     config = RunConfig(dataset="synthetic:100:200", epochs=1, n_negatives=5, device="cpu")
     key = config.key(data.fingerprint)
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from mmlrepro.claims import Claims
-        assert Claims(Path({str(tmp_path)!r}))    .acquire({key!r})[0]
+        from mmlrepro.leases import Leases
+        assert Leases(Path({str(tmp_path)!r}))    .acquire({key!r})[0]
         print("held", flush=True)
         time.sleep(120)
     """)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path.cwd())})

@@ -140,7 +140,7 @@ class RunConfig:
     shows what the run computes. ``dataset`` is a name (``gowalla``, ``yelp2018``), a folder or
     ``synthetic[:USERS[:ITEMS]]``; which data a run used is its key's fingerprint, not this name.
     ``min_delta`` is the improvement an epoch needs to become the selected one (all selections,
-    :func:`mmlrepro.train.select_best`); ``patience`` applies to ``early_stop`` only and
+    :func:`mmlrepro.selection.select_best`); ``patience`` applies to ``early_stop`` only and
     ``holdout_fraction`` to ``honest`` only. ``profile`` and ``group`` are labels.
     """
 

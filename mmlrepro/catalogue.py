@@ -27,7 +27,7 @@ from typing import Any
 from mmlrepro.config import PROFILES, RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS
 from mmlrepro.data import NAMES as DATASETS
-from mmlrepro.losses import LOSSES
+from mmlrepro.loss_params import LOSS_DEFAULTS
 from mmlrepro.selection import paper_monitor
 
 FIGURE3_NEGATIVES = (10, 50, 100, 200, 400, 800)
@@ -80,8 +80,8 @@ def seeds(k: int) -> list[int]:
 def loss_params(loss: str, dataset: str, model: str = "mf") -> dict[str, Any]:
     """The SPEC §8 hyperparameters of ``loss`` on ``dataset`` ({} for a loss SPEC §8 does not set,
     whose registry defaults then apply)."""
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; known losses: {', '.join(LOSSES)}")
+    if loss not in LOSS_DEFAULTS:
+        raise ValueError(f"unknown loss {loss!r}; known losses: {', '.join(LOSS_DEFAULTS)}")
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; the catalogue covers {', '.join(DATASETS)}")
     if loss == "mml":

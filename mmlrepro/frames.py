@@ -19,7 +19,6 @@ import pandas as pd
 from mmlrepro.catalogue import catalogue_key, configs
 from mmlrepro.config import RunConfig
 from mmlrepro.evidence import cell_level
-from mmlrepro.linear import read_linear_results
 from mmlrepro.reported import LOSS_NAMES, METRICS, MODEL_NAMES, paper_stop_epoch, reported_frame
 from mmlrepro.results import ResultsStore, default_results_dir, load_results
 from mmlrepro.selection import early_stop_epochs
@@ -229,6 +228,10 @@ def linear_results(results_dir: str | Path | None = None) -> pd.DataFrame:
     ``profile``, the hyperparameters (``lam``; ``dim``, ``alpha``, ``reg``, ``reg_exp``,
     ``epochs``), ``tau_plus``, ``debiased`` (τ⁺ > 0), the four metrics, ``device``, ``fit_s``.
     Empty (with those columns) when the folder holds no run."""
+    # here, not at the top: mmlrepro.linear holds the models too (torch), and importing the
+    # comparison layer imports no torch (tests/test_selection.py)
+    from mmlrepro.linear import read_linear_results
+
     root = Path(results_dir) if results_dir is not None else default_results_dir()
     hp = ["lam", "dim", "alpha", "reg", "reg_exp", "epochs"]
     metrics = ["recall@20", "ndcg@20", "recall@50", "ndcg@50"]

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from mmlrepro.config import SIMPLEX_DEFAULTS
 from mmlrepro.kernels import gathered_cosine_kernel
 
 __all__ = ["MF", "SimpleX", "DROPOUT_PLACEMENTS", "AGGREGATORS", "gathered_cosine", "kernel_scores"]
@@ -311,9 +312,11 @@ class SimpleX(_CosineModel):
     """
 
     def __init__(self, n_users: int, n_items: int, history_indptr, history_indices,
-                 dim: int = 64, aggregator: str = "mean", gate: float = 0.5,
-                 separate_history_table: bool = False, history_cap: int | None = None,
-                 padding_softmax_bug: bool = True, dropout: float = 0.1,
+                 dim: int = 64, aggregator: str = SIMPLEX_DEFAULTS["aggregator"],
+                 gate: float = SIMPLEX_DEFAULTS["gate"],
+                 separate_history_table: bool = SIMPLEX_DEFAULTS["separate_history_table"],
+                 history_cap: int | None = SIMPLEX_DEFAULTS["history_cap"],
+                 padding_softmax_bug: bool = SIMPLEX_DEFAULTS["padding_softmax_bug"], dropout: float = 0.1,
                  dropout_placement: str = "after_norm", init_std: float = 1e-4) -> None:
         super().__init__(n_users, n_items, dim, dropout, dropout_placement, init_std)
         if aggregator not in AGGREGATORS:

@@ -25,8 +25,9 @@ from train_step import time_steps
 from mmlrepro.catalogue import paper_config
 from mmlrepro.devices import device_name
 from mmlrepro.losses import get_loss
+from mmlrepro.preflight import load_run_dataset
 from mmlrepro.step import ExactStep, batch_penalty
-from mmlrepro.train import build_model, load_run_dataset
+from mmlrepro.train import build_model
 
 
 def gathered_penalty(model, users, pos, neg, l2: float) -> torch.Tensor:

@@ -30,8 +30,9 @@ import torch
 
 from mmlrepro.catalogue import paper_config
 from mmlrepro.losses import get_loss
+from mmlrepro.preflight import load_run_dataset
 from mmlrepro.step import ExactStep, batch_loss
-from mmlrepro.train import build_model, load_run_dataset
+from mmlrepro.train import build_model
 
 
 def _peak_rss_mib() -> float:

@@ -48,9 +48,10 @@ from mmlrepro.check import reference_step
 from mmlrepro.devices import device_name
 from mmlrepro.kernels import gathered_cosine_kernel
 from mmlrepro.losses import get_loss
+from mmlrepro.preflight import load_run_dataset
 from mmlrepro.sampling import sample_negatives
 from mmlrepro.step import ExactStep, batch_loss
-from mmlrepro.train import build_model, load_run_dataset
+from mmlrepro.train import build_model
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 STEPS = ("today", "new", "plain")

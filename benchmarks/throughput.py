@@ -37,11 +37,12 @@ def _worker(device: str, threads: int, warmup: int, steps: int, barrier, out) ->
 
     import mmlrepro.train as train_mod
     from mmlrepro.catalogue import paper_config
+    from mmlrepro.preflight import load_run_dataset
 
     torch.set_num_threads(threads)
     os.environ["TQDM_DISABLE"] = "1"
     config = paper_config("gowalla", "mf", "mml", device=device)
-    dataset = train_mod.load_run_dataset(config)
+    dataset = load_run_dataset(config)
     real = train_mod.batch_loss
     seen = {"n": 0, "t0": 0.0}
 
@@ -86,7 +87,7 @@ def main() -> None:
 
     from mmlrepro.catalogue import paper_config
     from mmlrepro.devices import device_name
-    from mmlrepro.train import load_run_dataset
+    from mmlrepro.preflight import load_run_dataset
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -30,7 +30,8 @@ from train_step import PlainMF, print_peak_memory, sync, textbook_step
 from mmlrepro.catalogue import paper_config
 from mmlrepro.devices import device_name
 from mmlrepro.losses import get_loss
-from mmlrepro.train import load_run_dataset, train
+from mmlrepro.preflight import load_run_dataset
+from mmlrepro.train import train
 
 
 def plain_epoch(dataset, config, device: torch.device) -> float:

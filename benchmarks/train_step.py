@@ -26,8 +26,9 @@ from torch import nn
 from mmlrepro.catalogue import paper_config
 from mmlrepro.devices import device_name
 from mmlrepro.losses import get_loss
+from mmlrepro.preflight import load_run_dataset
 from mmlrepro.step import ExactStep, batch_loss
-from mmlrepro.train import build_model, load_run_dataset
+from mmlrepro.train import build_model
 
 
 class PlainMF(nn.Module):

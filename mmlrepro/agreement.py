@@ -2,7 +2,7 @@
 
 A run of the paper protocol stopped after E epochs trains exactly the first E epochs of the
 stored 100-epoch run (:mod:`mmlrepro.verify` says why), and selects its epoch by the same rule
-(:func:`mmlrepro.train.select_best`) among them. So for every E the number each truncated run
+(:func:`mmlrepro.selection.select_best`) among them. So for every E the number each truncated run
 reports is ``history[select_best(history[:E])]``, at no training cost; an early-stopped (ES = Y)
 run keeps its own, shorter history (it stops where it stopped).
 
@@ -34,7 +34,7 @@ from mmlrepro.catalogue import DATASETS, TABLE3_LOSSES, catalogue_key, paper_con
 from mmlrepro.comparison import METRICS, reported_frame
 from mmlrepro.config import RunConfig
 from mmlrepro.results import ResultsStore
-from mmlrepro.train import select_best
+from mmlrepro.selection import select_best
 
 # Figure 3's signs in the text (SPEC §9), by N: (winner, loser) pairs.
 FIGURE3_SIGNS = {10: (("mml", "ccl"), ("mml", "bsl")), 50: (("mml", "ccl"), ("mml", "bsl")),

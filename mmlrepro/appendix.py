@@ -29,9 +29,9 @@ from mmlrepro.markdown import (
 )
 from mmlrepro.reported import bars_ease
 from mmlrepro.results import ResultsStore, load_results
+from mmlrepro.selection import early_stop_epochs
 from mmlrepro.speccheck import deviations
 from mmlrepro.stats import N_BOOT
-from mmlrepro.train import early_stop_epochs
 
 # What a paper-profile run must use, per SPEC §8 (checked for every cell that misses ±5%).
 PLANNED_SEEDS = {"table2": 3, "table3": 3, "figure3": 3, "ccl_matched": 3, "honest": 1, "li2023": 1,
@@ -92,7 +92,7 @@ def render_appendix(results_dir: Any = None, figures_dir: str | Path = "figures"
                   "run that differs only in not stopping (ES = N), not trained again. Without lr "
                   "cuts the two share seed, batches and negatives, so \"Y\" trains exactly as \"N\" "
                   "until the stopping rule (SPEC §6: 3 epochs without an improvement > 1e-6) ends "
-                  "it (`mmlrepro.train.early_stop_from_history`, tested against training it).\n"]
+                  "it (`mmlrepro.selection.early_stop_from_history`, tested against training it).\n"]
     lines += READING
     if not runs.empty and (runs["profile"] == "paper").any():
         lines += _stopping_rules_section(results_dir)
@@ -256,7 +256,7 @@ def _quick_section(results_dir: Any, figures_dir: Path, out_dir: Path) -> list[s
 
 def _short_runs_note(profile: str) -> str:
     """Why a profile other than ``paper`` makes no lr_reduce claim, from its settings and the
-    stopping rule itself (:func:`mmlrepro.train.early_stop_epochs`)."""
+    stopping rule itself (:func:`mmlrepro.selection.early_stop_epochs`)."""
     config = cat.configs("lr_reduce", profile, 1)[0]
     never_improves = [{config.monitor: 0.0}] * config.epochs
     if early_stop_epochs(never_improves, config) == config.epochs:

@@ -27,7 +27,8 @@ from typing import Any
 from mmlrepro.config import PROFILES, RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS
 from mmlrepro.data import NAMES as DATASETS
-from mmlrepro.losses import LOSSES
+from mmlrepro.loss_params import LOSS_DEFAULTS
+from mmlrepro.selection import paper_monitor
 
 FIGURE3_NEGATIVES = (10, 50, 100, 200, 400, 800)
 LI2023_LAMBDAS = (1.0, 1.1, 1.2, 1.3)
@@ -79,8 +80,8 @@ def seeds(k: int) -> list[int]:
 def loss_params(loss: str, dataset: str, model: str = "mf") -> dict[str, Any]:
     """The SPEC §8 hyperparameters of ``loss`` on ``dataset`` ({} for a loss SPEC §8 does not set,
     whose registry defaults then apply)."""
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; known losses: {', '.join(LOSSES)}")
+    if loss not in LOSS_DEFAULTS:
+        raise ValueError(f"unknown loss {loss!r}; known losses: {', '.join(LOSS_DEFAULTS)}")
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; the catalogue covers {', '.join(DATASETS)}")
     if loss == "mml":
@@ -111,7 +112,7 @@ def paper_config(dataset: str, model: str, loss: str, *, profile: str = "paper",
         loss_params={**loss_params(loss, dataset, model), **(params or {})},
         n_negatives=n_negatives, batch_size=BATCH_SIZE[dataset], lr=1e-4, epochs=100,
         reg_form="full_table", reg_lambda=REG_LAMBDA[(model, dataset)], selection=selection,
-        monitor="ndcg@20" if (model, dataset) == ("simplex", "gowalla") else "recall@20",
+        monitor=paper_monitor(dataset, model),
         seed=seed, profile=profile, group=group)
     if model == "simplex":
         settings["model_params"] = dict(SIMPLEX_PARAMS[dataset])

@@ -1,8 +1,9 @@
 """A run's configuration and its identity (SPEC §3, §6, §8; issue 14).
 
 :class:`RunConfig` is everything a user sets for one training run. It normalises itself on
-construction: the loss and SimpleX parameters are merged with their defaults (the registry's
-``LOSSES[name].defaults`` and ``SimpleX``'s signature) and the numbers are cast to the field's
+construction: the loss and SimpleX parameters are merged with their defaults
+(:data:`mmlrepro.loss_params.LOSS_DEFAULTS` and :data:`SIMPLEX_DEFAULTS`, which ``SimpleX``'s
+signature takes) and the numbers are cast to the field's
 type, so ``loss_params={}``, the same values written out, and ``150`` vs ``150.0`` are one
 config. Bad values raise ``ValueError`` naming the field, before any data is loaded.
 
@@ -23,18 +24,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mmlrepro.data import draw_id
 from mmlrepro.devices import check_device_name
-from mmlrepro.losses import get_loss
-from mmlrepro.metrics import METRIC_NAMES
-from mmlrepro.models import DROPOUT_PLACEMENTS, SimpleX
+from mmlrepro.loss_params import check_loss_params
 
 SCHEMA_VERSION = 4
 # The "schema" in a key's identity: the store schema that last changed the identity's fields.
@@ -50,10 +48,22 @@ PROFILES = ("paper", "quick", "smoke")
 MODELS = ("mf", "simplex")
 SELECTIONS = ("paper", "early_stop", "honest")
 REG_FORMS = ("full_table", "batch")
+# Where dropout applies to a user vector: after its L2 norm (SPEC §3 default) or before it (BSL).
+DROPOUT_PLACEMENTS = ("after_norm", "before_norm")
+
+
+def metric_names(ks: Sequence[int] = (20, 50)) -> list[str]:
+    """``["recall@20", "ndcg@20", "recall@50", "ndcg@50"]`` for ``ks = (20, 50)`` (SPEC §7)."""
+    return [f"{m}@{k}" for k in ks for m in ("recall", "ndcg")]
+
+
+# The four metrics every run records, per epoch and at its selected epoch (SPEC §7).
+METRIC_NAMES = tuple(metric_names())
 MONITORS = METRIC_NAMES   # a run may select its epoch on any metric it records
-SIMPLEX_DEFAULTS: dict[str, Any] = {
-    name: p.default for name, p in inspect.signature(SimpleX.__init__).parameters.items()
-    if name in ("aggregator", "gate", "separate_history_table", "history_cap", "padding_softmax_bug")}
+MIN_DELTA = 1e-6   # the improvement an epoch needs to become the selected one (SPEC §6)
+# SimpleX's parameters and their defaults (SPEC §3): mmlrepro.models.SimpleX takes them from here.
+SIMPLEX_DEFAULTS: dict[str, Any] = {"aggregator": "mean", "gate": 0.5, "separate_history_table": False,
+                                    "history_cap": None, "padding_softmax_bug": True}
 # Fields that name a run or say where it executes, not what it computes: never in the key.
 LABEL_FIELDS = ("dataset", "profile", "group", "device")
 # Fields left out of the identity while they hold this value, so that adding them re-keyed
@@ -140,7 +150,7 @@ class RunConfig:
     shows what the run computes. ``dataset`` is a name (``gowalla``, ``yelp2018``), a folder or
     ``synthetic[:USERS[:ITEMS]]``; which data a run used is its key's fingerprint, not this name.
     ``min_delta`` is the improvement an epoch needs to become the selected one (all selections,
-    :func:`mmlrepro.train.select_best`); ``patience`` applies to ``early_stop`` only and
+    :func:`mmlrepro.selection.select_best`); ``patience`` applies to ``early_stop`` only and
     ``holdout_fraction`` to ``honest`` only. ``profile`` and ``group`` are labels.
     """
 
@@ -163,7 +173,7 @@ class RunConfig:
     selection: str = "paper"
     monitor: str = "recall@20"
     patience: int = 3
-    min_delta: float = 1e-6
+    min_delta: float = MIN_DELTA
     lr_reduce: bool = False
     holdout_fraction: float = 0.1
     exclude_positives: bool = False
@@ -176,7 +186,7 @@ class RunConfig:
         self._validate()
         loss_hp = dict(_thaw(self.loss_params) or {})
         # the loss's checked hyperparameters: defaults merged, numbers as floats (SPEC §5)
-        object.__setattr__(self, "loss_params", _freeze(dict(get_loss(self.loss, **loss_hp).hp)))
+        object.__setattr__(self, "loss_params", _freeze(check_loss_params(self.loss, loss_hp)))
         model_hp = dict(_thaw(self.model_params) or {})
         if self.model == "mf" and model_hp:
             _bad("model_params", "MF takes no model parameters")

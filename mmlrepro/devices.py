@@ -2,16 +2,18 @@
 
 ``"auto"`` is CUDA when present, else the CPU. Only devices that work are accepted: ``cpu`` and
 ``cuda[:i]`` of a visible GPU. ``mps`` is refused: evaluation ranks in float64 and the trainer
-relies on sparse row gradients, neither of which MPS supports.
+relies on sparse row gradients, neither of which MPS supports. torch is imported only by the
+functions that ask it, so that naming and parsing devices (configs, stored runs) does not.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -30,6 +32,8 @@ def check_device_name(device: object) -> str:
 
 def resolve_device(device: str) -> torch.device:
     """The ``torch.device`` of ``device``; :class:`DeviceError` when it is not available here."""
+    import torch
+
     check_device_name(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -47,6 +51,8 @@ def resolve_device(device: str) -> torch.device:
 def device_memory(device: torch.device) -> int:
     """Bytes of memory of ``device``: the GPU's total memory, or the machine's physical RAM for
     the CPU; 0 when it cannot be told (the caller then checks nothing against it)."""
+    import torch
+
     if device.type == "cuda":
         return int(torch.cuda.get_device_properties(device).total_memory)
     try:
@@ -57,6 +63,8 @@ def device_memory(device: torch.device) -> int:
 
 def device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU model with the number of threads torch uses."""
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     cpu = "cpu"

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmlrepro.metrics import PerUser
+from mmlrepro.per_user import PerUser
 from mmlrepro.results import ResultsStore
 from mmlrepro.stats import ALPHA, LEVEL, NO_PER_USER, compare_configs, holm, stack_per_user
 

@@ -9,9 +9,11 @@ step, so a run never trains for an hour and then fails to save (issue 15).
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +23,16 @@ from typing import Any
 
 class OutputError(ValueError):
     """An output location (results store, checkpoints, report, figures) cannot be written."""
+
+
+def stderr(line: str) -> None:
+    """The default ``log`` of the store and the trainer: one line to standard error."""
+    print(line, file=sys.stderr)
+
+
+def set_aside_stamp() -> str:
+    """The UTC time in the name of a file set aside (store files, checkpoints): ``20261206T073000``."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
 
 
 def _temporary_beside(path: Path) -> str:

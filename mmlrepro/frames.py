@@ -17,14 +17,12 @@ import numpy as np
 import pandas as pd
 
 from mmlrepro.catalogue import catalogue_key, configs
-from mmlrepro.config import RunConfig
+from mmlrepro.config import METRIC_NAMES, RunConfig
 from mmlrepro.evidence import cell_level
-from mmlrepro.linear import read_linear_results
-from mmlrepro.metrics import METRIC_NAMES
 from mmlrepro.reported import LOSS_NAMES, METRICS, MODEL_NAMES, paper_stop_epoch, reported_frame
 from mmlrepro.results import ResultsStore, default_results_dir, load_results
+from mmlrepro.selection import early_stop_epochs
 from mmlrepro.stats import seed_interval
-from mmlrepro.train import early_stop_epochs
 
 PAPER = "paper"
 QUICK_LABEL = "quick pipeline run (does not preserve the paper's orders)"
@@ -191,7 +189,7 @@ def learning_curves(group: str, profile: str, results_dir: str | Path | None = N
     Columns: ``dataset``, ``model``, ``model_name``, ``loss``, ``loss_name``, ``selection``, ``early_stop``,
     ``n_negatives``, ``seed``, ``label`` (``"MF · MML"``), ``epoch``, ``train_loss``, the metrics
     of the epoch's evaluation (test, or validation for ``honest`` runs), ``stop_epoch`` (where
-    SPEC §6's early-stopping rule ends the run: :func:`mmlrepro.train.early_stop_epochs`, the
+    SPEC §6's early-stopping rule ends the run: :func:`mmlrepro.selection.early_stop_epochs`, the
     run's own length for an early-stopped run) and ``paper_stop_epoch`` (where the paper's
     early-stopped run of the cell stopped; Table 2's paper profile only, NaN elsewhere).
     ``where`` keeps the runs whose config fields equal the given values, e.g. ``selection="paper"``.
@@ -230,6 +228,10 @@ def linear_results(results_dir: str | Path | None = None) -> pd.DataFrame:
     ``profile``, the hyperparameters (``lam``; ``dim``, ``alpha``, ``reg``, ``reg_exp``,
     ``epochs``), ``tau_plus``, ``debiased`` (τ⁺ > 0), the four metrics, ``device``, ``fit_s``.
     Empty (with those columns) when the folder holds no run."""
+    # here, not at the top: mmlrepro.linear holds the models too (torch), and importing the
+    # comparison layer imports no torch (tests/test_selection.py)
+    from mmlrepro.linear import read_linear_results
+
     root = Path(results_dir) if results_dir is not None else default_results_dir()
     hp = ["lam", "dim", "alpha", "reg", "reg_exp", "epochs"]
     columns = ["dataset", "method", "profile", *hp, "tau_plus", "debiased", *METRIC_NAMES, "device", "fit_s", "key"]

@@ -34,13 +34,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from mmlrepro.checkpoint import CHECKPOINT_EVERY_S
 from mmlrepro.config import RunConfig
 from mmlrepro.data import DataError, Dataset
 from mmlrepro.devices import resolve_device
 from mmlrepro.files import describe_error
 from mmlrepro.leases import Leases
 from mmlrepro.results import ResultsStore, RunResult
-from mmlrepro.train import CHECKPOINT_EVERY_S, RunInterrupted
+from mmlrepro.train import RunInterrupted
 
 EXECUTORS = ("local", "ray")
 RAY_HINT = "pip install 'mmlrepro[ray]'"
@@ -187,7 +188,7 @@ class Job:
 @lru_cache(maxsize=2)
 def _worker_dataset(name: str, data_dir: str | None) -> Dataset:
     """A worker's datasets, loaded once per process."""
-    from mmlrepro.train import load_run_dataset
+    from mmlrepro.preflight import load_run_dataset
 
     return load_run_dataset(RunConfig(dataset=name), data_dir)
 

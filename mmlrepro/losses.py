@@ -22,15 +22,20 @@ MML's per-negative penalty and slope, for the margin-geometry notebook, are in
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from mmlrepro.loss_params import (  # the margin checks are also the geometry helpers'
+    BSL_MODES,
+    LOSS_CHECKS,
+    LOSS_DEFAULTS,
+    check_loss_params,
+)
 
 __all__ = [
     "LOSSES",
@@ -51,9 +56,6 @@ __all__ = [
     "softmax_ce",
     "ssm",
 ]
-
-BSL_MODES = ("multi", "reweight")
-
 
 # --------------------------------------------------------------------------------------------
 # The losses (SPEC §5). Plain functions: no hyperparameter checks, see get_loss.
@@ -268,138 +270,6 @@ def debiased_ccl(
 
 
 # --------------------------------------------------------------------------------------------
-# Hyperparameter validation
-# --------------------------------------------------------------------------------------------
-
-
-def _real(name: str, value: Any) -> float:
-    if isinstance(value, Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return value
-
-
-def _reals(name: str, value: Any) -> tuple[float, ...]:
-    if isinstance(value, (Tensor, np.ndarray)):
-        value = value.tolist()
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ValueError(f"{name} must be a sequence of numbers, got {value!r}")
-    return tuple(_real(f"{name}[{i}]", v) for i, v in enumerate(value))
-
-
-def _positive(name: str, value: Any) -> float:
-    value = _real(name, value)
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
-
-
-def _non_negative(name: str, value: Any) -> float:
-    value = _real(name, value)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
-
-
-def _cosine_margin(name: str, value: Any) -> float:
-    value = _real(name, value)
-    if not -1.0 <= value <= 1.0:
-        raise ValueError(f"{name} must lie in [-1, 1] (cosine scale), got {value}")
-    return value
-
-
-def _class_prior(name: str, value: Any) -> float:
-    value = _real(name, value)
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must lie in [0, 1), got {value}")
-    return value
-
-
-def _margins_weights(margins: Any, weights: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    margins = _reals("margins", margins)
-    weights = _reals("weights", weights)
-    if not margins:
-        raise ValueError("margins must not be empty")
-    for i, m in enumerate(margins):
-        if not -1.0 <= m <= 1.0:
-            raise ValueError(f"margins[{i}] must lie in [-1, 1] (cosine scale), got {m}")
-    for i in range(1, len(margins)):
-        if margins[i] <= margins[i - 1]:
-            raise ValueError(f"margins must be strictly increasing, got {list(margins)}")
-    if len(weights) != len(margins):
-        raise ValueError(
-            f"weights must have one entry per margin: {len(weights)} weights for "
-            f"{len(margins)} margins"
-        )
-    for i, w in enumerate(weights):
-        if w < 0:
-            raise ValueError(f"weights[{i}] must be >= 0, got {w}")
-    return margins, weights
-
-
-def _check_mml(hp: dict[str, Any]) -> dict[str, Any]:
-    margins, weights = _margins_weights(hp["margins"], hp["weights"])
-    return {
-        "margins": margins,
-        "weights": weights,
-        "pos_weight": _non_negative("pos_weight", hp["pos_weight"]),
-        "neg_weight": _non_negative("neg_weight", hp["neg_weight"]),
-    }
-
-
-def _check_ccl(hp: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "margin": _cosine_margin("margin", hp["margin"]),
-        "neg_weight": _non_negative("neg_weight", hp["neg_weight"]),
-    }
-
-
-def _check_none(hp: dict[str, Any]) -> dict[str, Any]:
-    return {}
-
-
-def _check_hinge(hp: dict[str, Any]) -> dict[str, Any]:
-    return {"margin": _cosine_margin("margin", hp["margin"])}
-
-
-def _check_bsl(hp: dict[str, Any]) -> dict[str, Any]:
-    if hp["mode"] not in BSL_MODES:
-        raise ValueError(f"mode must be one of {BSL_MODES}, got {hp['mode']!r}")
-    return {
-        "tau1": _positive("tau1", hp["tau1"]),
-        "tau2": _positive("tau2", hp["tau2"]),
-        "mode": hp["mode"],
-    }
-
-
-def _check_ssm(hp: dict[str, Any]) -> dict[str, Any]:
-    return {"tau": _positive("tau", hp["tau"])}
-
-
-def _check_infonce_plus(hp: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "tau": _positive("tau", hp["tau"]),
-        "lam": _positive("lam", hp["lam"]),
-        "eps": _non_negative("eps", hp["eps"]),
-    }
-
-
-def _check_debiased_infonce(hp: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "tau": _positive("tau", hp["tau"]),
-        "tau_plus": _class_prior("tau_plus", hp["tau_plus"]),
-    }
-
-
-def _check_debiased_ccl(hp: dict[str, Any]) -> dict[str, Any]:
-    return {**_check_ccl(hp), "tau_plus": _class_prior("tau_plus", hp["tau_plus"])}
-
-
-# --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
 
@@ -419,71 +289,63 @@ class LossSpec:
     uses_users: bool = False
 
 
-# Defaults: the SPEC §8 Gowalla MF values where the paper gives them; [assumed] elsewhere:
-# ssm/infonce_plus/debiased_infonce tau 0.1 (between BSL's tuned 0.08 and 0.11), infonce_plus
-# lam = eps = 1 (plain InfoNCE, the neutral point of the family), tau_plus 0.01 (a tuning knob;
-# the data's own prior, mean train items per user / items, is ~7e-4 on Gowalla).
+# The defaults and checks of each loss's hyperparameters: mmlrepro.loss_params.
 LOSSES: dict[str, LossSpec] = {
     spec.name: spec
     for spec in [
         LossSpec(
             "mml",
             mml,
-            {
-                "margins": (0.7, 0.8, 0.9),
-                "weights": (0.10, 0.15, 0.75),
-                "pos_weight": 1.0,
-                "neg_weight": 700.0,
-            },
-            _check_mml,
+            LOSS_DEFAULTS["mml"],
+            LOSS_CHECKS["mml"],
             "w_pos·relu(1 − s⁺) + (w_neg/N)·Σ_j Σ_k w_k·relu(s⁻_j − m_k)",
             "[code] MML author's repo",
         ),
         LossSpec(
             "ccl",
             ccl,
-            {"margin": 0.9, "neg_weight": 150.0},
-            _check_ccl,
+            LOSS_DEFAULTS["ccl"],
+            LOSS_CHECKS["ccl"],
             "relu(1 − s⁺) + (w/N)·Σ_j relu(s⁻_j − m)",
             "[code] SimpleX",
         ),
         LossSpec(
             "bpr",
             bpr,
-            {},
-            _check_none,
+            LOSS_DEFAULTS["bpr"],
+            LOSS_CHECKS["bpr"],
             "mean_j −log σ(s⁺ − s⁻_j)",
             "[code] RecBox",
         ),
         LossSpec(
             "hinge",
             hinge,
-            {"margin": 0.9},
-            _check_hinge,
+            LOSS_DEFAULTS["hinge"],
+            LOSS_CHECKS["hinge"],
             "mean_j relu(m + s⁻_j − s⁺)",
             "[code] RecBox",
         ),
         LossSpec(
             "softmax_ce",
             softmax_ce,
-            {},
-            _check_none,
+            LOSS_DEFAULTS["softmax_ce"],
+            LOSS_CHECKS["softmax_ce"],
             "−log softmax([s⁺, s⁻_1..N])₀",
             "[code] RecBox",
         ),
         LossSpec(
             "mse",
             mse,
-            {},
-            _check_none,
+            LOSS_DEFAULTS["mse"],
+            LOSS_CHECKS["mse"],
             "½(s⁺ − 1)² + ½·Σ_j (s⁻_j)²",
             "[code] RecBox",
         ),
         LossSpec(
             "bsl",
             bsl,
-            {"tau1": 0.08, "tau2": 1.22, "mode": "multi"},
-            _check_bsl,
+            LOSS_DEFAULTS["bsl"],
+            LOSS_CHECKS["bsl"],
             "multi: −log mean_{b'∈B_u} e^{s⁺_b'/τ₁} + τ₂·log mean_j e^{s⁻_j/τ₁}; "
             "reweight: −s⁺/τ₁ + τ₂·log Σ_j e^{s⁻_j/τ₁}",
             "[code] BSL repo",
@@ -492,24 +354,24 @@ LOSSES: dict[str, LossSpec] = {
         LossSpec(
             "ssm",
             ssm,
-            {"tau": 0.1},
-            _check_ssm,
+            LOSS_DEFAULTS["ssm"],
+            LOSS_CHECKS["ssm"],
             "−s⁺/τ + log(e^{s⁺/τ} + Σ_j e^{s⁻_j/τ})",
             "[text]",
         ),
         LossSpec(
             "infonce_plus",
             infonce_plus,
-            {"tau": 0.1, "lam": 1.0, "eps": 1.0},
-            _check_infonce_plus,
+            LOSS_DEFAULTS["infonce_plus"],
+            LOSS_CHECKS["infonce_plus"],
             "−s⁺/τ + λ·log(ε·e^{s⁺/τ} + Σ_j e^{s⁻_j/τ})",
             "[recon] Li, Jin, Ren 2023",
         ),
         LossSpec(
             "debiased_infonce",
             debiased_infonce,
-            {"tau": 0.1, "tau_plus": 0.01},
-            _check_debiased_infonce,
+            LOSS_DEFAULTS["debiased_infonce"],
+            LOSS_CHECKS["debiased_infonce"],
             "−s⁺/τ + log(e^{s⁺/τ} + N·max(g, e^{−1/τ})), "
             "g = (mean_j e^{s⁻_j/τ} − τ⁺·e^{s⁺/τ})/(1 − τ⁺)",
             "[text] Chuang et al. 2020",
@@ -517,8 +379,8 @@ LOSSES: dict[str, LossSpec] = {
         LossSpec(
             "debiased_ccl",
             debiased_ccl,
-            {"margin": 0.9, "neg_weight": 150.0, "tau_plus": 0.01},
-            _check_debiased_ccl,
+            LOSS_DEFAULTS["debiased_ccl"],
+            LOSS_CHECKS["debiased_ccl"],
             "relu(1 − s⁺) + (w/(1 − τ⁺))·max(0, mean_j relu(s⁻_j − m) − τ⁺·relu(s⁺ − m))",
             "[recon] project's reading of Li, Jin, Ren 2023",
         ),
@@ -593,18 +455,5 @@ def get_loss(name: str, /, *, use_defaults: bool = True, **hp: Any) -> BoundLoss
     BSL ``multi`` further needs ``users`` at call time.
     """
     spec = _spec(name)
-    unknown = sorted(set(hp) - set(spec.defaults))
-    if unknown:
-        allowed = ", ".join(spec.defaults) or "none"
-        raise ValueError(
-            f"{name}: unknown hyperparameter(s) {', '.join(unknown)} (allowed: {allowed})"
-        )
-    merged = {**spec.defaults, **hp} if use_defaults else dict(hp)
-    missing = [k for k in spec.defaults if k not in merged]
-    if missing:
-        raise ValueError(f"{name}: missing hyperparameter(s) {', '.join(missing)}")
-    try:
-        checked = spec.check(merged)
-    except ValueError as err:
-        raise ValueError(f"{name}: {err}") from None
+    checked = check_loss_params(name, hp, use_defaults)
     return BoundLoss(name, checked, spec)

@@ -32,8 +32,8 @@ import numpy as np
 from mmlrepro.config import SCHEMA_VERSION, RunConfig
 from mmlrepro.data import Dataset, draw_id
 from mmlrepro.files import atomic_write, atomic_write_json, locked
-from mmlrepro.metrics import PerUser, save_per_user
 from mmlrepro.migrations import MIGRATIONS, MigrationError, check_users, migrate_record, per_user_of
+from mmlrepro.per_user import PerUser, save_per_user
 from mmlrepro.results import (
     UPGRADE_HINT,
     ResultsStore,

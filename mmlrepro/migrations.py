@@ -12,7 +12,7 @@ Schema 1 → 2 (:func:`v1_to_v2`):
   has (checksummed in ``shared/data/SHA256SUMS``), whose fingerprints are
   :data:`mmlrepro.data.KNOWN_FINGERPRINTS`; any other dataset cannot be migrated;
 - the selected epoch is recomputed with the one selection rule
-  (:func:`mmlrepro.train.select_best`); a change is noted in the record;
+  (:func:`mmlrepro.selection.select_best`); a change is noted in the record;
 - ``derived_from`` (an early-stopped run read off its twin) is rewritten to the twin's new key.
 
 Schema 2 → 3 (:func:`v2_to_v3`): the key leaves out the SimpleX parameters the forward pass
@@ -40,8 +40,9 @@ import numpy as np
 from mmlrepro.config import SCHEMA_VERSION, RunConfig, identity_key
 from mmlrepro.data import KNOWN_FINGERPRINTS, DataError, Dataset, draw_id, load_named_or_synthetic
 from mmlrepro.metrics import PerUser, PerUserError, load_per_user
+from mmlrepro.preflight import run_dataset
 from mmlrepro.results import check_per_user
-from mmlrepro.train import early_stop_best, run_dataset, select_best
+from mmlrepro.selection import early_stop_best, select_best
 
 
 class MigrationError(ValueError):

@@ -29,13 +29,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from mmlrepro.config import DROPOUT_PLACEMENTS, SIMPLEX_DEFAULTS
 from mmlrepro.kernels import gathered_cosine_kernel
 from mmlrepro.metrics import as_int64
 
 __all__ = ["MF", "SimpleX", "DROPOUT_PLACEMENTS", "AGGREGATORS", "gathered_cosine", "kernel_scores"]
 
-# Where dropout applies to a user vector: after its L2 norm (SPEC §3 default) or before it (BSL).
-DROPOUT_PLACEMENTS = ("after_norm", "before_norm")
 AGGREGATORS = ("mean", "attention")
 NORM_EPS = 1e-12   # F.normalize's default: x / max(‖x‖, eps)
 # The compiled kernel scores a batch when it draws at least this many pairs per table row (B·K ≥
@@ -307,9 +306,11 @@ class SimpleX(_CosineModel):
     """
 
     def __init__(self, n_users: int, n_items: int, history_indptr, history_indices,
-                 dim: int = 64, aggregator: str = "mean", gate: float = 0.5,
-                 separate_history_table: bool = False, history_cap: int | None = None,
-                 padding_softmax_bug: bool = True, dropout: float = 0.1,
+                 dim: int = 64, aggregator: str = SIMPLEX_DEFAULTS["aggregator"],
+                 gate: float = SIMPLEX_DEFAULTS["gate"],
+                 separate_history_table: bool = SIMPLEX_DEFAULTS["separate_history_table"],
+                 history_cap: int | None = SIMPLEX_DEFAULTS["history_cap"],
+                 padding_softmax_bug: bool = SIMPLEX_DEFAULTS["padding_softmax_bug"], dropout: float = 0.1,
                  dropout_placement: str = "after_norm", init_std: float = 1e-4) -> None:
         super().__init__(n_users, n_items, dim, dropout, dropout_placement, init_std)
         if aggregator not in AGGREGATORS:

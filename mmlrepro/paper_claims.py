@@ -33,7 +33,14 @@ from mmlrepro.frames import (
     runs_of,
     with_reported,
 )
-from mmlrepro.reported import LOSS_NAMES, METRICS, MODEL_NAMES, reported, reported_frame
+from mmlrepro.reported import (
+    LOSS_NAMES,
+    METRICS,
+    MODEL_NAMES,
+    paper_stop_epoch,
+    reported,
+    reported_frame,
+)
 
 
 def _gain(a: float, b: float) -> float:
@@ -270,7 +277,6 @@ def _compare_lr_reduce(profile: str, results_dir) -> dict[str, pd.DataFrame]:
                "metric", "reproduced", "reported", "rel_diff"]
     rep = reported_frame("table2")
     rep = rep[(rep.model == "mf") & (rep.early_stop == "Y")]
-    paper_stop = reported()["table2_early_stop_epochs"]["mf"]
     rows = []
     if not runs.empty:
         runs = runs[(runs["model"] == "mf") & (runs["selection"] == "early_stop")].drop_duplicates("key")
@@ -283,7 +289,7 @@ def _compare_lr_reduce(profile: str, results_dir) -> dict[str, pd.DataFrame]:
                                            & (rep.metric == metric), "reported"].iloc[0])
             rows.append({"dataset": record["dataset"], "loss": record["loss"],
                          "schedule": "lr ×0.1 on each non-improving epoch" if record["lr_reduce"] else "constant lr",
-                         "stopped_after": int(record["epochs_run"]), "paper_stopped_after": paper_stop,
+                         "stopped_after": int(record["epochs_run"]), "paper_stopped_after": paper_stop_epoch("mf", record["loss"]),
                          "best_epoch": int(record["best_epoch"]), "metric": metric,
                          "reproduced": record[metric], "reported": reported_value,
                          "rel_diff": record[metric] / reported_value - 1})
@@ -298,7 +304,7 @@ def _compare_lr_reduce(profile: str, results_dir) -> dict[str, pd.DataFrame]:
             plain = cell[cell.schedule == "constant lr"]
             if reduced.empty:
                 continue          # only the runs trained for the hypothesis make claims
-            have = not plain.empty
+            have, paper_stop = not plain.empty, paper_stop_epoch("mf", loss)
             # issue 32: the mean over the seeds, not the first seed's row
             stop_r = float(reduced[reduced.metric == METRICS[0]].stopped_after.mean())
             stop_p = float(plain[plain.metric == METRICS[0]].stopped_after.mean()) if have else float("nan")

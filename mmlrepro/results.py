@@ -4,7 +4,7 @@
 (normalised) config, the per-epoch history, the selected and last epochs, the test metrics of an
 honest run, timings and provenance (device, torch and package versions, git commit, time).
 ``results/per_user/<key>.npz`` holds the per-user Recall/NDCG@K of the reported numbers, when the
-run kept them (:func:`mmlrepro.metrics.save_per_user`; issue 16).
+run kept them (:func:`mmlrepro.per_user.save_per_user`; issue 16).
 
 Reading checks every record: it must parse, carry the current :data:`SCHEMA_VERSION`, and its
 config and fingerprint must hash to the key in its name. A file that fails is reported with its
@@ -31,19 +31,25 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 import mmlrepro
-from mmlrepro.config import SCHEMA_VERSION, RunConfig
-from mmlrepro.files import atomic_write, atomic_write_json, check_writable, locked, unique_path
-from mmlrepro.metrics import METRIC_NAMES, PerUser, PerUserError, load_per_user, save_per_user
+from mmlrepro.config import METRIC_NAMES, SCHEMA_VERSION, RunConfig
+from mmlrepro.files import (
+    atomic_write,
+    atomic_write_json,
+    check_writable,
+    locked,
+    set_aside_stamp,
+    stderr,
+    unique_path,
+)
+from mmlrepro.per_user import PerUser, PerUserError, load_per_user, save_per_user
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RECORD_FIELDS = ("key", "config", "data_fingerprint", "history", "best", "last", "timings", "device")
@@ -99,10 +105,18 @@ def git_commit(root: Path = PROJECT_ROOT) -> str:
     return os.environ.get("MMLREPRO_COMMIT") or "unknown"
 
 
+def _torch_version() -> str:
+    """``torch.__version__``, read where a run is stored (the trainer has imported torch by then),
+    so that reading the store does not import torch."""
+    import torch
+
+    return torch.__version__
+
+
 def provenance() -> dict[str, Any]:
     return {
         "time_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
+        "torch": _torch_version(),
         "mmlrepro": mmlrepro.__version__,
         "python": platform.python_version(),
         "host": platform.node(),
@@ -222,14 +236,10 @@ def check_per_user(per_user: PerUser, record: dict[str, Any]) -> str | None:
     return None
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
-
-
 class ResultsStore:
     """A folder of run records keyed by :meth:`RunConfig.key` (see the module docstring)."""
 
-    def __init__(self, root: str | Path | None = None, log: Callable[[str], None] | None = _stderr) -> None:
+    def __init__(self, root: str | Path | None = None, log: Callable[[str], None] | None = stderr) -> None:
         self.root = Path(root) if root is not None else default_results_dir()
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"results store {self.root} is a file, not a folder")
@@ -387,7 +397,7 @@ def set_aside(path: Path, folder: Path, copy: bool = False, stamp: bool = True) 
     (``<stem>[.<UTC time>][.n]<suffix>``); returns where it went. The caller holds the store's lock."""
     stem = path.name.removesuffix(path.suffix)
     if stamp:
-        stem += "." + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stem += "." + set_aside_stamp()
     dest = unique_path(folder, stem, path.suffix)
     folder.mkdir(parents=True, exist_ok=True)
     (shutil.copy2 if copy else shutil.move)(str(path), dest)
@@ -434,7 +444,7 @@ def _row(record: dict[str, Any], per_user_dir: Path) -> dict[str, Any]:
     return row
 
 
-def load_results(results_dir: str | Path | None = None, log: Callable[[str], None] | None = _stderr) -> pd.DataFrame:
+def load_results(results_dir: str | Path | None = None, log: Callable[[str], None] | None = stderr) -> pd.DataFrame:
     """Every valid stored run as one tidy row: config fields, the reported metrics, timings, device.
 
     ``recall@20`` etc. are the numbers a paper table shows: the selected epoch's test metrics

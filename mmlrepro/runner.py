@@ -5,7 +5,7 @@ loaded), reads an early-stopped run off its stored twin, or trains it and stores
 :func:`run_missing` does that for the catalogue's plan. Every output location and the device are
 checked, and the data loaded, before the first step, so a run never trains and then fails to
 save; the run itself (data against K, user subsample, negatives) is checked by
-:func:`mmlrepro.train.check_run` before any step. Should storing a finished run still fail, it is
+:func:`mmlrepro.preflight.check_run` before any step. Should storing a finished run still fail, it is
 written to a rescue file that the error names (:func:`_save`). Ctrl-C during ``run_missing`` says
 how many runs were stored and that the same command goes on. The settings of what is about to be
 trained are printed first. ``run_missing(..., jobs=K)`` trains K runs at a time in worker
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mmlrepro.catalogue import DATASETS, catalogue_key, plan, seeds
+from mmlrepro.checkpoint import CHECKPOINT_EVERY_S, default_checkpoint_dir
 from mmlrepro.config import RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS, Dataset
 from mmlrepro.devices import resolve_device
@@ -29,7 +30,8 @@ from mmlrepro.files import atomic_write, atomic_write_json, check_writable, desc
 from mmlrepro.jobs import Workers, train_parallel
 from mmlrepro.leases import Leases
 from mmlrepro.linear.runs import run_linear_group
-from mmlrepro.metrics import save_per_user
+from mmlrepro.per_user import save_per_user
+from mmlrepro.preflight import check_run, load_run_dataset
 from mmlrepro.results import (
     RecordExists,
     ResultsStore,
@@ -37,15 +39,8 @@ from mmlrepro.results import (
     StoreError,
     provenance,
 )
-from mmlrepro.train import (
-    CHECKPOINT_EVERY_S,
-    RunInterrupted,
-    check_run,
-    default_checkpoint_dir,
-    early_stop_from_history,
-    load_run_dataset,
-    train,
-)
+from mmlrepro.selection import early_stop_from_history
+from mmlrepro.train import RunInterrupted, train
 
 
 def _stdout(line: str) -> None:
@@ -57,7 +52,7 @@ def derive_early_stop(store: ResultsStore, config: RunConfig, data_fingerprint: 
     """Store and return ``config``'s early-stopped run read off its stored ``paper`` twin.
 
     ``None`` when ``config`` is not an ``early_stop`` run without ``lr_reduce`` or the store
-    lacks the twin. See :func:`mmlrepro.train.early_stop_from_history` for why this equals
+    lacks the twin. See :func:`mmlrepro.selection.early_stop_from_history` for why this equals
     training it (it keeps the twin's per-user values when both select the same epoch); the
     provenance names the twin (``derived_from``) and keeps its provenance. ``replace``: a stored
     record of ``config`` is set aside and replaced.

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats as sps
 
 if TYPE_CHECKING:
-    from mmlrepro.metrics import PerUser
+    from mmlrepro.per_user import PerUser
 
 __all__ = ["ALPHA", "Paired", "SeedSummary", "ConfigComparison", "paired", "bootstrap_gains",
            "seed_interval", "welch", "seed_average", "stack_per_user", "compare_configs",
@@ -169,7 +169,7 @@ def seed_average(per_user_runs: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def stack_per_user(runs: Sequence[PerUser], metric: str) -> list[np.ndarray]:
-    """``metric``'s per-user arrays of ``runs`` (:class:`mmlrepro.metrics.PerUser`), checked to
+    """``metric``'s per-user arrays of ``runs`` (:class:`mmlrepro.per_user.PerUser`), checked to
     cover the same users in the same order."""
     if not runs:
         raise ValueError("no run given")

@@ -85,6 +85,8 @@ class ExactStep:
     ``index_add_`` of the batch rows (no zero-fill, no separate regulariser pass). The global
     norm is one ``_foreach_norm``, and c reaches the fused Adam kernel as its gradient scale
     (1/c), so no pass is spent on ``g *= c``. On CUDA nothing here synchronises with the host.
+    Adam is always the fused one: runs use the CPU or CUDA (:mod:`mmlrepro.devices`), where it
+    exists, and only it takes the gradient scale.
     """
 
     def __init__(self, model: nn.Module, lr: float, reg_lambda: float, grad_clip: float | None,
@@ -96,9 +98,9 @@ class ExactStep:
         self.buffers = {id(t): torch.empty_like(t) for t in self.tables}
         self.reg_lambda = reg_lambda
         self.grad_clip = grad_clip
-        fused = device.type in ("cpu", "cuda")
-        self.optimizer = torch.optim.Adam(self.params, lr=lr, betas=(0.9, 0.999), eps=1e-8,
-                                          fused=fused)
+        if device.type not in ("cpu", "cuda"):   # mmlrepro.devices accepts no other
+            raise ValueError(f"ExactStep runs on the CPU or CUDA (the fused Adam's devices), not {device.type}")
+        self.optimizer = torch.optim.Adam(self.params, lr=lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
 
     def _dense_table_grad(self, table: torch.Tensor) -> torch.Tensor:
         """λ·W + the batch's row gradients, written into the table's reused buffer.

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from mmlrepro.catalogue import catalogue_key, configs
-from mmlrepro.reported import METRICS, reported, reported_frame
+from mmlrepro.reported import METRICS, paper_stop_epoch, reported_frame
 from mmlrepro.results import ResultsStore
-from mmlrepro.train import early_stop_epochs, select_best
+from mmlrepro.selection import early_stop_epochs, select_best
 
 # The early-stopping rules tried against the paper's stop epochs (issue 18): (monitor, patience,
 # min_delta); monitor None is each run's own (SPEC §6: Recall@20, NDCG@20 for SimpleX Gowalla).
@@ -28,7 +28,7 @@ def stopping_rules(profile: str = "paper", results_dir: str | Path | None = None
     (SimpleX + MML); SPEC §6's rule (3 epochs without an improvement > 1e-6) stops ours later.
     Without lr cuts an ES = Y run trains exactly as its ES = N twin until it stops, so the stop
     epoch and the selected epoch's test metrics of any rule are read off the twin's history
-    (:func:`mmlrepro.train.early_stop_epochs`, :func:`mmlrepro.train.select_best`) at no cost.
+    (:func:`mmlrepro.selection.early_stop_epochs`, :func:`mmlrepro.selection.select_best`) at no cost.
     One row per rule of :data:`STOPPING_RULES`: ``monitor`` (:data:`OWN_MONITOR`: SPEC §6's),
     ``patience``, ``min_delta``; one column per stored cell, ``"<model> <loss> <dataset>"``, with
     its stop epoch (the mean over seeds); ``cells``; ``cells_within_2``, the cells that stop
@@ -37,7 +37,6 @@ def stopping_rules(profile: str = "paper", results_dir: str | Path | None = None
     over the cells and both metrics against the paper's ES = Y numbers; ``spec`` (SPEC §6's rule).
     Sorted by ``mean_abs_epoch_gap``; empty without ES = N Table 2 runs.
     """
-    paper_stop = reported()["table2_early_stop_epochs"]
     rep = reported_frame("table2")
     rep = rep[rep.early_stop == "Y"].set_index(["model", "loss", "dataset", "metric"])["reported"]
     plain = {catalogue_key(c): c for c in configs("table2", profile, 10) if c.selection == "paper"}
@@ -60,7 +59,7 @@ def stopping_rules(profile: str = "paper", results_dir: str | Path | None = None
                 diffs += [abs(chosen[m] / rep[(config.model, config.loss, config.dataset, m)] - 1) for m in METRICS]
             row[cell] = float(np.mean(stops))
             model, loss = cell.split()[:2]
-            gaps.append(abs(row[cell] - paper_stop.get(f"{model}/{loss}", paper_stop.get(model))))
+            gaps.append(abs(row[cell] - paper_stop_epoch(model, loss)))
         rows.append({**row, "cells": len(cells), "cells_within_2": sum(g <= 2 for g in gaps),
                      "mean_abs_epoch_gap": float(np.mean(gaps)),
                      "max_abs_rel_diff": max(diffs), "spec": (monitor, patience, min_delta) == SPEC_STOPPING_RULE})

@@ -1,43 +1,46 @@
-"""Training one run: the loop, model selection and checkpoints (SPEC §3, §4, §6).
+"""Training one run: a short loop over named steps (SPEC §3, §4, §6).
 
 :func:`train` runs a :class:`~mmlrepro.config.RunConfig` on its data and returns a
-:class:`~mmlrepro.results.RunResult`; the optimiser step is :class:`mmlrepro.step.ExactStep`, the
-negatives come from :func:`mmlrepro.sampling.sample_negatives` (the one sampling entry point),
-and the evaluation is :func:`mmlrepro.metrics.evaluate`. :func:`select_best` is the one selection
-rule: it picks the reported epoch, the weights an honest run tests, and the weights ``lr_reduce``
-reloads. :func:`early_stop_from_history` reads an early-stopped run off its "N" twin.
+:class:`~mmlrepro.results.RunResult`: it sets the run up (:func:`_set_up`: the data on the
+device, the seeded model, the step), resumes its :class:`~mmlrepro.checkpoint.Checkpoint`, and
+then, per epoch, trains (:func:`_train_epoch`, with :func:`_check_finite`), evaluates
+(:func:`_epoch`), tracks the selected epoch (:func:`_track_selection`, :func:`_reduce_lr`) and
+checkpoints; :func:`_finish` makes the result. The optimiser step is
+:class:`mmlrepro.step.ExactStep`, the negatives come from :func:`mmlrepro.sampling.sample_negatives`
+(the one sampling entry point), the evaluation is :func:`mmlrepro.metrics.evaluate`, the selection
+and stopping rules are :mod:`mmlrepro.selection`'s, and the checks made before any step are
+:mod:`mmlrepro.preflight`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import os
-import pickle
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from mmlrepro.config import SUBSAMPLE_SEED, RunConfig
-from mmlrepro.data import Dataset, load_named_or_synthetic
-from mmlrepro.devices import device_memory, device_name, resolve_device, run_device
-from mmlrepro.files import atomic_write, check_writable
+from mmlrepro.checkpoint import CHECKPOINT_EVERY_S, Checkpoint, RunState, default_checkpoint_dir
+from mmlrepro.config import RunConfig
+from mmlrepro.data import Dataset
+from mmlrepro.devices import device_name, resolve_device, run_device
+from mmlrepro.files import check_writable, stderr
 from mmlrepro.losses import get_loss
-from mmlrepro.metrics import EvalIndex, PerUser, evaluate
+from mmlrepro.metrics import EvalIndex, evaluate
 from mmlrepro.models import MF, SimpleX, kernel_scores
+from mmlrepro.per_user import PerUser
+from mmlrepro.preflight import check_run, load_run_dataset, run_dataset
 from mmlrepro.results import RunResult, provenance
 from mmlrepro.sampling import positive_keys, sample_negatives
+from mmlrepro.selection import early_stop_best, early_stop_epochs, select_best, stops
 from mmlrepro.step import ExactStep, batch_loss
 
-# A checkpoint after an epoch once this many seconds have passed since the last (train()).
-CHECKPOINT_EVERY_S = 30.0
 LR_REDUCE_FACTOR, LR_FLOOR = 0.1, 1e-6   # the SimpleX schedule (SPEC §6)
-MAX_NEGATIVES = 100_000   # the most negatives per row a run may draw (check_negatives)
 # Off the CPU the loss's finiteness is read back every this many steps (one host sync each).
 FINITE_CHECK_STEPS = 50
 
@@ -50,10 +53,6 @@ class RunInterrupted(RuntimeError):
     """Ctrl-C during a run; the message says which checkpoint is kept and how to resume."""
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
-
-
 def finite_check_every(device: torch.device) -> int:
     """How often (in steps) the training loop reads its on-device non-finite-loss flag back.
 
@@ -64,87 +63,6 @@ def finite_check_every(device: torch.device) -> int:
     return 1 if device.type == "cpu" else FINITE_CHECK_STEPS
 
 
-# --------------------------------------------------------------------------------------------
-# data and model
-
-
-def load_run_dataset(config: RunConfig, data_dir: str | None = None) -> Dataset:
-    """The source dataset of a run: a name, a folder, or ``synthetic[:USERS[:ITEMS]]``.
-
-    This is the data the run's key fingerprints; :func:`run_dataset` applies the run's user
-    subsample to it.
-    """
-    return load_named_or_synthetic(config.dataset, data_dir=data_dir)
-
-
-def run_dataset(config: RunConfig, source: Dataset) -> Dataset:
-    """``source`` as the run sees it: the quick profile's user subsample, drawn with a fixed seed
-    (:data:`mmlrepro.config.SUBSAMPLE_SEED`) so that every run of a group sees the same users
-    whatever its own seed [assumed]. The run's key fingerprints it
-    (:meth:`mmlrepro.config.RunConfig.data_fingerprint`).
-
-    A subsample that would keep every user is refused (it would change nothing); see
-    :func:`check_run` for every check made before a run starts.
-    """
-    if config.user_subsample is None:
-        return source
-    _check_subsample(config, source)
-    return source.subsample_users(config.user_subsample, seed=SUBSAMPLE_SEED)
-
-
-def _check_subsample(config: RunConfig, source: Dataset) -> None:
-    if config.user_subsample is not None and config.user_subsample >= source.n_users:
-        raise ValueError(f"RunConfig.user_subsample: {config.user_subsample} >= the {source.n_users} "
-                         f"users of {config.dataset}, so it would change nothing; use None")
-
-
-def step_bytes(config: RunConfig, n_rows: int) -> int:
-    """Estimated memory of one training step's negatives: ``rows · N · (16·dim + 8)`` bytes.
-
-    ``rows = min(batch_size, n_rows)``; per negative of a row the step holds its int64 id and
-    about four float32 ``dim``-vectors (the gathered embedding, its gradient and two
-    intermediates of the fused cosine). Measured on the CPU at N = 800 (benchmarks/RESULTS.md,
-    "Memory at 800 negatives"): 182 MiB for Gowalla (batch 256) and 297 MiB for Yelp2018 (batch
-    512) against 201 and 403 MiB estimated, so the estimate is an upper bound.
-    """
-    return min(config.batch_size, n_rows) * config.n_negatives * (16 * config.dim + 8)
-
-
-def check_negatives(config: RunConfig, n_rows: int, device: torch.device) -> None:
-    """ValueError naming ``n_negatives`` when the run's negatives cannot be trained (SPEC §4).
-
-    The rule [assumed]: N may exceed the number of items (negatives are drawn uniformly with
-    replacement, SPEC §4), but N must be at most ``MAX_NEGATIVES`` (100,000; the paper's largest
-    is 800), and one step's negatives (:func:`step_bytes`) must fit in half of the device's
-    memory (:func:`mmlrepro.devices.device_memory`; the rest is for the data, the model and the
-    evaluation). Checked before any data reaches the device.
-    """
-    n = config.n_negatives
-    if n > MAX_NEGATIVES:
-        raise ValueError(f"RunConfig.n_negatives: {n:,} negatives is over the {MAX_NEGATIVES:,} accepted "
-                         f"(the paper's largest N is 800; N may exceed the item count, SPEC §4)")
-    need, memory = step_bytes(config, n_rows), device_memory(device)
-    if memory and need > memory // 2:
-        rows = min(config.batch_size, n_rows)
-        raise ValueError(f"RunConfig.n_negatives: {n:,} negatives x {rows:,} rows a batch x dim {config.dim} "
-                         f"need about {need / 2**30:,.1f} GiB a step, over half of the "
-                         f"{memory / 2**30:,.1f} GiB of {device.type} memory; use fewer negatives "
-                         "or a smaller batch")
-
-
-def check_run(config: RunConfig, source: Dataset, device: torch.device | None = None) -> None:
-    """Everything about ``config`` on ``source`` that would fail a run, checked before any step.
-
-    The data must have more items than the largest K evaluated (:meth:`Dataset.check_for_ranking`:
-    such data is rejected, not evaluated at the Ks that fit [assumed]), a user subsample must
-    keep fewer users than there are, and the negatives must fit (:func:`check_negatives`).
-    """
-    source.check_for_ranking()
-    _check_subsample(config, source)
-    n_rows = len(source.train_indices)
-    check_negatives(config, n_rows, device if device is not None else resolve_device(config.device))
-
-
 def build_model(config: RunConfig, dataset: Dataset) -> nn.Module:
     """MF or SimpleX with the run's dimension, dropout and SimpleX parameters (SPEC §3)."""
     common = dict(dim=config.dim, dropout=config.dropout, dropout_placement=config.dropout_placement)
@@ -152,83 +70,6 @@ def build_model(config: RunConfig, dataset: Dataset) -> nn.Module:
         return MF(dataset.n_users, dataset.n_items, **common)
     return SimpleX(dataset.n_users, dataset.n_items, dataset.train_indptr, dataset.train_indices,
                    **common, **config.model_hp)
-
-
-# --------------------------------------------------------------------------------------------
-# model selection
-
-
-def select_best(history: list[dict[str, float]], monitor: str, min_delta: float) -> int:
-    """Index of the selected epoch: the last one that beat every earlier one by more than ``min_delta``.
-
-    SPEC §6 and the SimpleX code: an epoch is an improvement when its ``monitor`` exceeds the best
-    so far by more than ``min_delta`` (1e-6); the first epoch always is. The same rule decides
-    the reported epoch, the weights kept for an honest run's test and for ``lr_reduce``'s reload,
-    and when ``early_stop`` stops (``patience`` epochs after the selected one).
-    """
-    best_i, best_value = 0, history[0][monitor]
-    for i, record in enumerate(history[1:], 1):
-        if record[monitor] > best_value + min_delta:
-            best_i, best_value = i, record[monitor]
-    return best_i
-
-
-def _stops(history: list[dict[str, float]], config: RunConfig) -> bool:
-    """Whether an ``early_stop`` run ends before another epoch: ``patience`` epochs without improvement."""
-    since = len(history) - 1 - select_best(history, config.monitor, config.min_delta)
-    return config.selection == "early_stop" and since >= config.patience
-
-
-def early_stop_epochs(history: list[dict[str, float]], config: RunConfig) -> int:
-    """How many epochs of ``history`` (a run without lr cuts) the ``early_stop`` run of
-    ``config`` keeps: it trains the same epochs and stops where :func:`_stops` says so."""
-    config = config.replace(selection="early_stop")
-    kept: list[dict[str, float]] = []
-    for record in history:
-        if kept and _stops(kept, config):
-            break
-        kept.append(record)
-    return len(kept)
-
-
-# --------------------------------------------------------------------------------------------
-# checkpoints
-
-
-def default_checkpoint_dir() -> Path:
-    """``$MMLREPRO_CHECKPOINT_DIR`` (an empty value counts as unset), else
-    ``~/.cache/mmlrepro/checkpoints``."""
-    return Path(os.environ.get("MMLREPRO_CHECKPOINT_DIR") or Path.home() / ".cache" / "mmlrepro" / "checkpoints")
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    """RNG states are CPU ByteTensors whatever the device (the checkpoint is loaded on the CPU)."""
-    torch.set_rng_state(state["cpu"].cpu())
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
-
-
-def _load_checkpoint(path: Path, key: str, log: Callable[[str], None]) -> dict[str, Any] | None:
-    """The checkpoint of run ``key`` at ``path``, or None; a broken or foreign one is set aside."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        why = None if isinstance(ckpt, dict) and ckpt.get("key") == key else "belongs to another run"
-    except (EOFError, RuntimeError, OSError, pickle.UnpicklingError, AttributeError, ValueError) as err:
-        why = f"is broken ({err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-    if why is None:
-        return ckpt
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    aside = path.with_name(f"{path.name}.set-aside-{stamp}")
-    os.replace(path, aside)
-    log(f"warning: checkpoint {path} {why}: set aside as {aside.name}; the run starts over")
-    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,51 +100,33 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
           checkpoint_dir: str | Path | None = None, resume: bool = True,
           checkpoint_every_s: float = CHECKPOINT_EVERY_S,
           on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-          log: Callable[[str], None] | None = _stderr,
-          compiled_scores: bool = True) -> RunResult:
+          log: Callable[[str], None] | None = stderr, compiled_scores: bool = True) -> RunResult:
     """Train one run and return its :class:`RunResult` (SPEC §6).
 
     ``dataset`` is the run's source data (default: loaded from ``config.dataset``); its
-    fingerprint is part of the run's key, and the run's user subsample is applied to it.
+    fingerprint is part of the run's key, and the run's user subsample is applied to it; it is
+    checked (:func:`mmlrepro.preflight.check_run`) before any step.
 
-    Selection (``config.selection``), always by :func:`select_best`:
-    - ``paper`` ("N"): ``epochs`` epochs at constant lr, evaluation on test after each; the
-      selected epoch is reported, and the last one too.
-    - ``early_stop`` ("Y"): as ``paper``, but stop ``patience`` epochs after the selected one.
-    - ``honest``: a validation split is carved from train (``Dataset.holdout``, seeded by the
-      run's seed); the model trains on the rest, selection uses validation, and the test split is
-      evaluated once, with the selected epoch's weights, at the end (train items, held-out ones
-      included, masked).
-    ``lr_reduce`` adds the original SimpleX schedule: on each epoch that is not an improvement
-    lr ×0.1 (floor 1e-6) and the selected epoch's weights are reloaded. ``exclude_positives``
-    redraws negatives that are one of the row's user's train items.
+    Selection (``config.selection``), always by :func:`mmlrepro.selection.select_best`:
+    ``paper`` ("N"): ``epochs`` epochs at constant lr, evaluation on test after each, the
+    selected epoch and the last reported; ``early_stop`` ("Y"): as ``paper``, but stop
+    ``patience`` epochs after the selected one; ``honest``: selection on a validation split
+    carved from train (``Dataset.holdout``, seeded by the run's seed), the test split evaluated
+    once, with the selected epoch's weights, at the end (train items, held-out ones included,
+    masked). ``lr_reduce`` adds SimpleX's schedule (:func:`_reduce_lr`); ``exclude_positives``
+    redraws negatives that are one of the row's user's train items. The per-user values of the
+    reported numbers come back in ``result.per_user`` (:func:`_reported_per_user`).
 
-    The per-user Recall/NDCG@K of the reported numbers (the selected epoch's test evaluation, or
-    the honest run's final test) come back in ``result.per_user`` (issue 16); a ``paper`` run
-    without ``lr_reduce`` whose early-stopped twin would select an earlier epoch adds that
-    epoch's values as ``result.per_user.early_stop`` (:func:`early_stop_from_history` reads them).
-
-    A checkpoint (model, optimiser, RNG state, history) is written atomically after an epoch
-    once ``checkpoint_every_s`` seconds have passed since the last one (0: after every epoch);
-    with ``resume`` a later call continues from it and ends with the metrics of an uninterrupted
-    run. It is named by the run's key (data fingerprint included), so it never resumes on other
-    data; a broken one is set aside and the run starts over. It is deleted when the run
-    completes. Each epoch of the history keeps the device it ran on, so a run resumed on
-    another device (or thread count) names each stretch (:func:`mmlrepro.devices.run_device`).
-    A Gowalla checkpoint costs about 0.13 s to write; the 30 s default keeps one per epoch for
-    CPU paper runs and loses at most 30 s of work on a kill. ``on_epoch_end(epoch, record)`` is
-    called after any checkpoint of that epoch is written (tests use it to simulate a kill).
-
-    The negatives' scores go through the compiled kernel where it applies
-    (:func:`mmlrepro.models.kernel_scores`), unless ``compiled_scores`` is False (the PyTorch
-    path, which trained every run stored before issue 37: ``mmlrepro verify`` uses it for them).
-    The two agree to float rounding, not bit for bit, so the result's provenance names the one
-    used, ``"negatives_scores"``: ``"compiled kernel"`` or ``"pytorch"``.
-    Ctrl-C raises :class:`RunInterrupted` naming the checkpoint kept. A NaN or infinite loss
-    raises :class:`NonFiniteLossError` naming its epoch and step: before that step is applied on
-    the CPU, within :data:`FINITE_CHECK_STEPS` steps on a GPU (an on-device flag, read back that
-    often; :func:`finite_check_every`). The data, the user subsample and the negatives are
-    checked (:func:`check_run`) before any step.
+    A checkpoint (:class:`mmlrepro.checkpoint.Checkpoint`) is written after an epoch once
+    ``checkpoint_every_s`` seconds have passed since the last one (0: after every epoch); with
+    ``resume`` a later call continues from it and ends with the metrics of an uninterrupted
+    run. Each epoch of the history keeps the device it ran on
+    (:func:`mmlrepro.devices.run_device`). ``on_epoch_end(epoch, record)`` is called after any
+    checkpoint of that epoch is written (tests use it to simulate a kill). ``compiled_scores``
+    False takes the PyTorch path for the negatives' scores instead of the compiled kernel
+    (:func:`mmlrepro.models.kernel_scores`; they agree to float rounding; the provenance's
+    ``"negatives_scores"`` names the one used). Ctrl-C raises :class:`RunInterrupted` naming the
+    checkpoint kept; a NaN or infinite loss :class:`NonFiniteLossError` (:func:`_check_finite`).
     """
     log = log or (lambda line: None)
     if checkpoint_every_s < 0:
@@ -312,189 +135,214 @@ def train(config: RunConfig, *, data_dir: str | None = None, dataset: Dataset | 
     ckpt_dir = check_writable(checkpoint_dir or default_checkpoint_dir(), "checkpoint folder")
     source = dataset if dataset is not None else load_run_dataset(config, data_dir)
     check_run(config, source, device)
+    run = _set_up(config, source, device, compiled_scores)
+    checkpoint = Checkpoint(ckpt_dir / f"{run.key}.pt", run.key, device, checkpoint_every_s, log)
+    state = _resume(run, checkpoint, log) if resume else RunState(lr=config.lr)
+    bar = _progress(config.epochs, config.label(), initial=len(state.history))
+    try:
+        for epoch in range(len(state.history) + 1, config.epochs + 1):
+            if state.history and stops(state.history, config):
+                break
+            per_user = _epoch(run, state, epoch, checkpoint)
+            _track_selection(run, state, per_user)
+            bar.update(1)
+            bar.set_postfix(loss=f"{state.history[-1]['loss']:.4f}", recall20=f"{state.history[-1]['recall@20']:.4f}")
+            if epoch < config.epochs:
+                checkpoint.save_if_due(epoch, run.model, run.step.optimizer, state)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, state.history[-1])
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"{config.label()}: interrupted during epoch {len(state.history) + 1}; "
+                             f"{_kept(checkpoint)}") from None
+    finally:
+        bar.close()
+    return _finish(run, state, checkpoint)
+
+
+@dataclass
+class _Run:
+    """A run set up to train: its config and key, the data it trains and selects on (on the
+    device), the model, the step and the loss."""
+
+    config: RunConfig
+    device: torch.device
+    fingerprint: str            # of the source data (the run's key takes it)
+    key: str
+    data: Dataset               # the run's data; an honest run's final test is on its test split
+    selection_data: Dataset     # what it trains and selects on: data, or an honest run's validation split
+    train_users: torch.Tensor   # the user and item of every train row, on the device
+    train_items: torch.Tensor
+    eval_index: EvalIndex       # device arrays, reused each epoch
+    exclude: torch.Tensor | None   # positive_keys for exclude_positives
+    model: nn.Module
+    step: ExactStep
+    loss_fn: Callable[..., torch.Tensor]
+    scores: str                 # "compiled kernel" or "pytorch"
+    here: str                   # device_name, kept per epoch: a resumed run may finish elsewhere
+
+    @property
+    def keeps_state(self) -> bool:
+        """Whether the selected epoch's weights are kept: an honest run tests them, lr_reduce reloads them."""
+        return self.config.selection == "honest" or self.config.lr_reduce
+
+    @property
+    def has_twin(self) -> bool:
+        """An "N" run keeps, too, the per-user values its "Y" twin (read off this history) selects."""
+        return self.config.selection == "paper" and not self.config.lr_reduce
+
+
+def _set_up(config: RunConfig, source: Dataset, device: torch.device, compiled_scores: bool) -> _Run:
+    """The run's data on the device, its model and its step. The global RNG is seeded with the
+    run's seed just before the model draws its initial weights (then come the epochs' batch
+    orders, negatives and dropout, in the loop's order)."""
     fingerprint = source.fingerprint
-    key = config.key(fingerprint)
     data = run_dataset(config, source)
     loss_fn = get_loss(config.loss, **config.loss_hp)
-
     selection_data = data.holdout(config.holdout_fraction, seed=config.seed)[1] if config.selection == "honest" else data
     train_users = torch.from_numpy(selection_data.train_users()).to(device)
     train_items = torch.from_numpy(selection_data.train_items()).to(device)
-    n_rows = train_users.shape[0]
-    eval_index = EvalIndex.from_dataset(selection_data, device)  # device arrays, reused each epoch
+    eval_index = EvalIndex.from_dataset(selection_data, device)
     exclude = (positive_keys(selection_data.train_indptr, selection_data.train_indices,
                              selection_data.n_items, device) if config.exclude_positives else None)
-
     torch.manual_seed(config.seed)
     model = build_model(config, selection_data).to(device)
     model.compiled_scores = compiled_scores
-    rows = min(config.batch_size, n_rows)
+    rows = min(config.batch_size, train_users.shape[0])
     scores = ("compiled kernel" if compiled_scores and kernel_scores(
         device, rows * (config.n_negatives + 1), selection_data.n_items) else "pytorch")
     reg_full = config.reg_lambda if config.reg_form == "full_table" else 0.0
     step = ExactStep(model, config.lr, reg_full, config.grad_clip, device)
-    keep_state = config.selection == "honest" or config.lr_reduce
-    # an "N" run keeps, too, the per-user values its "Y" twin (read off this history) selects
-    has_twin = config.selection == "paper" and not config.lr_reduce
+    return _Run(config, device, fingerprint, config.key(fingerprint), data, selection_data, train_users,
+                train_items, eval_index, exclude, model, step, loss_fn, scores, device_name(device))
 
-    ckpt_path = ckpt_dir / f"{key}.pt"
-    history: list[dict[str, float]] = []
-    best_state: dict[str, torch.Tensor] | None = None
-    best_per_user = early_stop_per_user = None
-    lr = config.lr
-    timings = {"train_s": 0.0, "eval_s": 0.0}
-    ckpt = _load_checkpoint(ckpt_path, key, log) if resume and ckpt_path.exists() else None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        step.optimizer.load_state_dict(ckpt["optimizer"])
-        history, lr, timings = ckpt["history"], ckpt["lr"], ckpt["timings"]
-        best_state, best_per_user = ckpt["best_state"], ckpt.get("best_per_user")
-        early_stop_per_user = ckpt.get("early_stop_per_user")
-        step.set_lr(lr)
-        _set_rng_state(ckpt["rng"], device)
-        log(f"{config.label()}: resumed from {ckpt_path} after epoch {len(history)}")
-    start_epoch = len(history) + 1
 
-    saved_epoch, saved_at = start_epoch - 1, time.perf_counter()
-    stopped_early = False
-    here = device_name(device)   # kept per epoch: a resumed run may finish on another device
-    bar = _progress(config.epochs, config.label(), initial=start_epoch - 1)
-    try:
-        for epoch in range(start_epoch, config.epochs + 1):
-            if history and _stops(history, config):
-                stopped_early = True
-                break
-            t0 = time.perf_counter()
-            model.train()
-            perm = torch.randperm(n_rows, device=device)
-            loss_sum = torch.zeros((), device=device)
-            first_bad = torch.full((), -1, dtype=torch.long, device=device)
-            n_steps, check_every = 0, finite_check_every(device)
-            for start in range(0, n_rows, config.batch_size):
-                rows = perm[start:start + config.batch_size]
-                users, pos = train_users[rows], train_items[rows]
-                neg = sample_negatives(rows.shape[0], config.n_negatives, selection_data.n_items,
-                                       device=device, users=users if exclude is not None else None,
-                                       exclude=exclude)
-                loss = batch_loss(model, loss_fn, config, users, pos, neg)
-                value = loss.detach()
-                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(value),
-                                        torch.full_like(first_bad, n_steps + 1), first_bad)
-                if (n_steps + 1) % check_every == 0 and int(first_bad) > 0:
-                    break
-                step(loss)
-                loss_sum += value
-                n_steps += 1
-            if int(first_bad) > 0:
-                raise NonFiniteLossError(
-                    f"{config.label()}: non-finite loss at epoch {epoch}, step {int(first_bad)}; "
-                    + (f"the last checkpoint (epoch {saved_epoch}) is kept at {ckpt_path}"
-                       if ckpt_path.exists() else "no checkpoint was written"))
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t1 = time.perf_counter()
-            metrics, per_user = evaluate(model, selection_data, index=eval_index, per_user=True)
-            t2 = time.perf_counter()
-            timings["train_s"] += t1 - t0
-            timings["eval_s"] += t2 - t1
-            record = {"epoch": epoch, "loss": float(loss_sum) / max(n_steps, 1), "lr": lr, **metrics,
-                      "train_s": t1 - t0, "eval_s": t2 - t1, "device": here}
-            history.append(record)
-            if select_best(history, config.monitor, config.min_delta) == len(history) - 1:
-                best_per_user = per_user
-                if keep_state:
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            elif config.lr_reduce:
-                lr = max(lr * LR_REDUCE_FACTOR, LR_FLOOR)
-                step.set_lr(lr)
-                model.load_state_dict(best_state)
-            if has_twin and early_stop_epochs(history, config) == len(history):   # "Y" trains on
-                early_stop_per_user = best_per_user
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", recall20=f"{metrics['recall@20']:.4f}")
-            if epoch < config.epochs and time.perf_counter() - saved_at >= checkpoint_every_s:
-                state = {"model": model.state_dict(), "optimizer": step.optimizer.state_dict(),
-                         "history": history, "lr": lr, "best_state": best_state,
-                         "best_per_user": best_per_user, "early_stop_per_user": early_stop_per_user,
-                         "timings": timings,
-                         "rng": _rng_state(device), "key": key}
-                atomic_write(ckpt_path, lambda tmp, state=state: torch.save(state, tmp))
-                saved_epoch, saved_at = epoch, time.perf_counter()
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, record)
-    except KeyboardInterrupt:
-        kept = (f"the checkpoint of epoch {saved_epoch} is kept at {ckpt_path}; the same command resumes it"
-                if ckpt_path.exists() else "no checkpoint had been written yet, so nothing was kept; "
-                "the same command starts the run over")
-        raise RunInterrupted(f"{config.label()}: interrupted during epoch {len(history) + 1}; {kept}") from None
-    finally:
-        bar.close()
+def _resume(run: _Run, checkpoint: Checkpoint, log: Callable[[str], None]) -> RunState:
+    """The state of the run's checkpoint (model, optimiser, lr and RNG states restored), or a fresh one."""
+    state = checkpoint.load(run.model, run.step.optimizer)
+    if state is None:
+        return RunState(lr=run.config.lr)
+    run.step.set_lr(state.lr)
+    log(f"{run.config.label()}: resumed from {checkpoint.path} after epoch {len(state.history)}")
+    return state
 
+
+def _epoch(run: _Run, state: RunState, epoch: int, checkpoint: Checkpoint) -> PerUser:
+    """Train one epoch and evaluate it: its record appended to the history, its seconds to the
+    timings; returns its per-user values."""
+    t0 = time.perf_counter()
+    loss_sum, n_steps = _train_epoch(run, epoch, checkpoint)
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    t1 = time.perf_counter()
+    metrics, per_user = evaluate(run.model, run.selection_data, index=run.eval_index, per_user=True)
+    t2 = time.perf_counter()
+    state.timings["train_s"] += t1 - t0
+    state.timings["eval_s"] += t2 - t1
+    state.history.append({"epoch": epoch, "loss": float(loss_sum) / max(n_steps, 1), "lr": state.lr, **metrics,
+                          "train_s": t1 - t0, "eval_s": t2 - t1, "device": run.here})
+    return per_user
+
+
+def _train_epoch(run: _Run, epoch: int, checkpoint: Checkpoint) -> tuple[torch.Tensor, int]:
+    """One pass over the train rows in a random order, a step per batch: the summed loss (on the
+    device) and the number of steps. The first non-finite loss is flagged on the device and the
+    flag read back every :func:`finite_check_every` steps (:func:`_check_finite`)."""
+    config, device = run.config, run.device
+    run.model.train()
+    perm = torch.randperm(run.train_users.shape[0], device=device)
+    loss_sum = torch.zeros((), device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    n_steps, check_every = 0, finite_check_every(device)
+    for start in range(0, perm.shape[0], config.batch_size):
+        rows = perm[start:start + config.batch_size]
+        users, pos = run.train_users[rows], run.train_items[rows]
+        neg = sample_negatives(rows.shape[0], config.n_negatives, run.selection_data.n_items, device=device,
+                               users=users if run.exclude is not None else None, exclude=run.exclude)
+        loss = batch_loss(run.model, run.loss_fn, config, users, pos, neg)
+        value = loss.detach()
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(value),
+                                torch.full_like(first_bad, n_steps + 1), first_bad)
+        if (n_steps + 1) % check_every == 0 and int(first_bad) > 0:
+            break
+        run.step(loss)
+        loss_sum += value
+        n_steps += 1
+    _check_finite(config, epoch, first_bad, checkpoint)
+    return loss_sum, n_steps
+
+
+def _check_finite(config: RunConfig, epoch: int, first_bad: torch.Tensor, checkpoint: Checkpoint) -> None:
+    """:class:`NonFiniteLossError` naming the epoch and the first bad step, if there was one: it
+    was not applied on the CPU; on a GPU at most :data:`FINITE_CHECK_STEPS` steps were."""
+    if int(first_bad) > 0:
+        raise NonFiniteLossError(
+            f"{config.label()}: non-finite loss at epoch {epoch}, step {int(first_bad)}; "
+            + (f"the last checkpoint (epoch {checkpoint.saved_epoch}) is kept at {checkpoint.path}"
+               if checkpoint.exists() else "no checkpoint was written"))
+
+
+def _kept(checkpoint: Checkpoint) -> str:
+    """What an interrupted run keeps, for :class:`RunInterrupted`."""
+    if checkpoint.exists():
+        return (f"the checkpoint of epoch {checkpoint.saved_epoch} is kept at {checkpoint.path}; "
+                "the same command resumes it")
+    return "no checkpoint had been written yet, so nothing was kept; the same command starts the run over"
+
+
+def _track_selection(run: _Run, state: RunState, per_user: PerUser) -> None:
+    """After an epoch: if it is the selected one (:func:`mmlrepro.selection.select_best`), keep
+    its per-user values (and its weights, :attr:`_Run.keeps_state`); else cut the lr
+    (``lr_reduce``). While the "Y" twin of an "N" run would still train, its per-user values
+    are the selected epoch's."""
+    config, history = run.config, state.history
+    if select_best(history, config.monitor, config.min_delta) == len(history) - 1:
+        state.best_per_user = per_user
+        if run.keeps_state:
+            state.best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+    elif config.lr_reduce:
+        _reduce_lr(run, state)
+    if run.has_twin and early_stop_epochs(history, config) == len(history):   # "Y" trains on
+        state.early_stop_per_user = state.best_per_user
+
+
+def _reduce_lr(run: _Run, state: RunState) -> None:
+    """The original SimpleX schedule (SPEC §6), on an epoch that is not an improvement: lr ×0.1
+    (floor 1e-6) and the selected epoch's weights reloaded."""
+    state.lr = max(state.lr * LR_REDUCE_FACTOR, LR_FLOOR)
+    run.step.set_lr(state.lr)
+    run.model.load_state_dict(state.best_state)
+
+
+def _finish(run: _Run, state: RunState, checkpoint: Checkpoint) -> RunResult:
+    """The run's result: the selected epoch, an honest run's test with its weights, the reported
+    numbers' per-user values; the checkpoint is deleted."""
+    config, history = run.config, state.history
     best = history[select_best(history, config.monitor, config.min_delta)]
     test: dict[str, float] = {}
+    per_user = state.best_per_user
     if config.selection == "honest":
-        model.load_state_dict(best_state)
+        run.model.load_state_dict(state.best_state)
         t0 = time.perf_counter()
-        test, best_per_user = evaluate(model, data, per_user=True)
-        timings["eval_s"] += time.perf_counter() - t0
-    if best_per_user is not None:
-        best_per_user = dataclasses.replace(best_per_user, epoch=best["epoch"])
-    if has_twin and best_per_user is not None and early_stop_per_user is not None and (twin := early_stop_best(history, config)) != best["epoch"]:
-        best_per_user = dataclasses.replace(best_per_user, early_stop=dataclasses.replace(
-            early_stop_per_user, epoch=twin, patience=config.patience))
-    ckpt_path.unlink(missing_ok=True)
-    return RunResult(config=config, data_fingerprint=fingerprint, history=history, best=dict(best),
-                     last=dict(history[-1]), test=test, timings=timings, device=run_device(history, here),
-                     stopped_early=stopped_early, per_user=best_per_user,
-                     provenance={**provenance(), "negatives_scores": scores})
+        test, per_user = evaluate(run.model, run.data, per_user=True)
+        state.timings["eval_s"] += time.perf_counter() - t0
+    checkpoint.delete()
+    return RunResult(config=config, data_fingerprint=run.fingerprint, history=history, best=dict(best),
+                     last=dict(history[-1]), test=test, timings=state.timings,
+                     device=run_device(history, run.here), stopped_early=len(history) < config.epochs,
+                     per_user=_reported_per_user(run, state, best["epoch"], per_user),
+                     provenance={**provenance(), "negatives_scores": run.scores})
 
 
-def early_stop_from_history(paper: RunResult, config: RunConfig,
-                            per_user: PerUser | None = None) -> RunResult:
-    """The ``early_stop`` ("Y") run of ``config``, read off the history of its ``paper`` ("N") twin.
-
-    SPEC §6: "Y" stops ``patience`` epochs after its selected epoch (:func:`select_best`);
-    without ``lr_reduce`` nothing else differs. The two runs share the seed, so they draw the same
-    initial weights, batch orders and negatives, and train identically until "Y" stops: the
-    stopping rule only decides when the loop ends. The "Y" history is therefore the prefix of the
-    "N" history that :func:`train` would have kept, cut by the same rule, and its selected epoch
-    is the one :func:`select_best` picks in that prefix. Timings are the prefix's. ``per_user``,
-    the twin's per-user values, belong to its own selected epoch: the "Y" run keeps them when it
-    selects that same epoch, and otherwise their ``early_stop`` set, which :func:`train` keeps for
-    that case (a run trained before it did has none, and its "Y" twin then has none). Each set
-    is used only when the epoch it was stored with is the epoch "Y" selects: the ``early_stop``
-    set was kept for the twin's ``patience`` of the "N" run's config, which is not in its key,
-    so a "Y" run of another patience gets no per-user values rather than another epoch's.
-    (On CUDA, whose ``index_add_`` is not bit-deterministic, two trainings of one config
-    already differ at that level.)
-    """
-    if config.selection != "early_stop":
-        raise ValueError(f"{config.label()}: selection must be 'early_stop' to read it off a paper run")
-    if config.lr_reduce:
-        raise ValueError(f"{config.label()}: lr_reduce changes the trajectory after the first "
-                         "non-improving epoch, so the run cannot be read off a run without it")
-    if paper.config.selection != "paper" or paper.key != config.replace(selection="paper").key(paper.data_fingerprint):
-        raise ValueError(f"{paper.config.label()} is not the 'paper' twin of {config.label()}: "
-                         "every field but selection must agree")
-    if len(paper.history) != paper.config.epochs:
-        raise ValueError(f"{paper.config.label()}: history has {len(paper.history)} of "
-                         f"{paper.config.epochs} epochs")
-    # the loop of train(), with the evaluations already done
-    history = [dict(record) for record in paper.history[:early_stop_epochs(paper.history, config)]]
-    timings = {name: sum(r[name] for r in history) for name in ("train_s", "eval_s")}
-    best = history[select_best(history, config.monitor, config.min_delta)]
-    if per_user is not None and best["epoch"] != paper.best["epoch"]:
-        per_user = per_user.early_stop
-    if per_user is not None and per_user.epoch != best["epoch"]:
-        per_user = None          # another epoch's values (another patience's twin): none rather than wrong
-    return RunResult(config=config, data_fingerprint=paper.data_fingerprint, history=history,
-                     best=dict(best), last=dict(history[-1]), test={}, timings=timings,
-                     device=run_device(history, paper.device), stopped_early=len(history) < len(paper.history),
-                     per_user=None if per_user is None else dataclasses.replace(per_user, early_stop=None,
-                                                                                   patience=None, key=None))
-
-
-def early_stop_best(history: list[dict[str, float]], config: RunConfig) -> int:
-    """The epoch the ``early_stop`` run of ``config`` selects in ``history``."""
-    kept = history[:early_stop_epochs(history, config)]
-    return kept[select_best(kept, config.monitor, config.min_delta)]["epoch"]
+def _reported_per_user(run: _Run, state: RunState, epoch: int, per_user: PerUser | None) -> PerUser | None:
+    """The per-user Recall/NDCG@K of the reported numbers (the selected ``epoch``'s evaluation, or
+    the honest run's final test; issue 16). A ``paper`` run without ``lr_reduce`` whose
+    early-stopped twin would select an earlier epoch adds that epoch's values as
+    ``early_stop`` (:func:`mmlrepro.selection.early_stop_from_history` reads them)."""
+    if per_user is None:
+        return None
+    per_user = dataclasses.replace(per_user, epoch=epoch)
+    if run.has_twin and state.early_stop_per_user is not None and (
+            twin := early_stop_best(state.history, run.config)) != epoch:
+        per_user = dataclasses.replace(per_user, early_stop=dataclasses.replace(
+            state.early_stop_per_user, epoch=twin, patience=run.config.patience))
+    return per_user

@@ -40,8 +40,9 @@ from mmlrepro.config import RunConfig
 from mmlrepro.data import Dataset
 from mmlrepro.devices import cpu_model, device_name, resolve_device, stretches
 from mmlrepro.files import check_writable
+from mmlrepro.preflight import load_run_dataset
 from mmlrepro.results import ResultsStore, git_commit
-from mmlrepro.train import load_run_dataset, train
+from mmlrepro.train import train
 
 # What counts as agreeing, by where the run is trained again. On the CPU model the run was made on
 # (any thread count) its first epoch comes back bit-identical: measured on every such stored run

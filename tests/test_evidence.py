@@ -16,7 +16,7 @@ from mmlrepro import evidence as ev
 from mmlrepro.config import SCHEMA_VERSION, RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS
 from mmlrepro.files import atomic_write_json
-from mmlrepro.metrics import PerUser, save_per_user
+from mmlrepro.per_user import PerUser, save_per_user
 from mmlrepro.report import render_report
 
 N_USERS = 3000

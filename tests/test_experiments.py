@@ -261,7 +261,7 @@ def fake_per_user(root, config: RunConfig, recall, ndcg) -> None:
     """Per-user values of a fake run, as the store keeps them (users 0..n-1)."""
     import numpy as np
 
-    from mmlrepro.metrics import PerUser, save_per_user
+    from mmlrepro.per_user import PerUser, save_per_user
 
     (root / "per_user").mkdir(parents=True, exist_ok=True)
     values = {"recall@20": np.asarray(recall, np.float32), "ndcg@20": np.asarray(ndcg, np.float32)}
@@ -330,7 +330,7 @@ def test_a_claim_of_several_parts_is_decided_by_its_weakest_part(tmp_path):
     # CCL is the close one: its comparison decides the gain shown and the (largest) p-value
     ccl_gain = table[("mml", "gowalla", "recall@20")] / table[("ccl", "gowalla", "recall@20")] - 1
     assert row["gain_pct"] == pytest.approx(100 * ccl_gain) and 0 < row["gain_pct"] < 3
-    from mmlrepro.metrics import PerUser, load_per_user, save_per_user
+    from mmlrepro.per_user import PerUser, load_per_user, save_per_user
     from mmlrepro.stats import paired
 
     def as_stored(values):      # the store's fixed-point rounding

@@ -17,19 +17,16 @@ import mmlrepro.data.sources as data_sources
 import mmlrepro.files as files_mod
 import mmlrepro.runner as runner_mod
 import mmlrepro.train as train_mod
+from mmlrepro.checkpoint import default_checkpoint_dir
 from mmlrepro.cli import main
 from mmlrepro.config import RunConfig
 from mmlrepro.data import DataError, synthetic
 from mmlrepro.files import OutputError, check_writable, describe_error
 from mmlrepro.linear import run_linear_group
+from mmlrepro.preflight import check_negatives, step_bytes
 from mmlrepro.results import ResultsStore, RunResult, StoreError
 from mmlrepro.runner import run
-from mmlrepro.train import (
-    check_negatives,
-    default_checkpoint_dir,
-    step_bytes,
-    train,
-)
+from mmlrepro.train import train
 
 SYN = ["--dataset", "synthetic:100:200", "--epochs", "1", "--negatives", "5", "--device", "cpu"]
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
@@ -239,7 +236,7 @@ def test_negatives_that_do_not_fit_are_refused_with_the_numbers(monkeypatch):
     config = RunConfig(dataset="synthetic", n_negatives=50_000, batch_size=256, dim=64)
     assert step_bytes(config, n_rows=10_000) == 256 * 50_000 * (16 * 64 + 8)
     assert step_bytes(config, n_rows=100) == 100 * 50_000 * (16 * 64 + 8)  # a batch is at most the data
-    monkeypatch.setattr(train_mod, "device_memory", lambda device: 8 * 2**30)
+    monkeypatch.setattr("mmlrepro.preflight.device_memory", lambda device: 8 * 2**30)
     with pytest.raises(ValueError) as info:
         check_negatives(config, 10_000, cpu)
     assert "RunConfig.n_negatives: 50,000 negatives x 256 rows a batch x dim 64 need about 12.3 GiB" in str(info.value)

@@ -12,9 +12,9 @@ from mmlrepro.comparison import compare
 from mmlrepro.config import RunConfig
 from mmlrepro.data import KNOWN_FINGERPRINTS
 from mmlrepro.files import atomic_write_json
-from mmlrepro.metrics import PerUser, save_per_user
 from mmlrepro.migrate import migrate_store
 from mmlrepro.migrations import v2_key
+from mmlrepro.per_user import PerUser, save_per_user
 from mmlrepro.results import ResultsStore
 
 

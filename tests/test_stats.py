@@ -7,7 +7,7 @@ import pytest
 from scipy import stats as sps
 
 from mmlrepro import stats
-from mmlrepro.metrics import PerUser
+from mmlrepro.per_user import PerUser
 from mmlrepro.stats import (
     ALPHA,
     NO_PER_USER,

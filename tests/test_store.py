@@ -28,12 +28,12 @@ from mmlrepro.comparison import compare, linear_results
 from mmlrepro.config import KEY_SCHEMA, SCHEMA_VERSION, RunConfig, identity_key
 from mmlrepro.data import KNOWN_FINGERPRINTS, draw_id, synthetic
 from mmlrepro.files import atomic_write_json
-from mmlrepro.metrics import PerUser, load_per_user, save_per_user
 from mmlrepro.migrate import merge_stores, migrate_store
 from mmlrepro.migrations import v2_key, v3_key
+from mmlrepro.per_user import PerUser, load_per_user, save_per_user
 from mmlrepro.results import RecordExists, ResultsStore, RunResult
+from mmlrepro.selection import early_stop_from_history, select_best
 from mmlrepro.stats import compare_configs
-from mmlrepro.train import select_best
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
 PAPER = cat.paper_config("gowalla", "mf", "ccl", group="table2")
@@ -281,7 +281,7 @@ def test_a_read_off_run_of_another_patience_never_gets_another_epochs_values(tmp
     picks = {}
     for patience in (1, 2, 3):
         config = PAPER.replace(patience=patience, epochs=8, selection="early_stop")
-        derived = train_mod.early_stop_from_history(stored, config, stored.per_user)
+        derived = early_stop_from_history(stored, config, stored.per_user)
         picks[patience] = (derived.best["epoch"], derived.per_user)
     assert picks[1][0] == 2 and picks[1][1].means()["recall@20"] == pytest.approx(0.20, abs=1e-5)
     assert picks[2][0] == 4 and picks[2][1] is None            # not epoch 2's values

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,12 +13,14 @@ import torch
 
 import mmlrepro.step as step_mod
 import mmlrepro.train as train_mod
+from mmlrepro import selection
 from mmlrepro.check import compare_steps
+from mmlrepro.checkpoint import FORMAT
 from mmlrepro.config import RunConfig
 from mmlrepro.data import synthetic
 from mmlrepro.devices import run_device
 from mmlrepro.losses import get_loss
-from mmlrepro.metrics import evaluate
+from mmlrepro.metrics import PerUser, evaluate
 from mmlrepro.results import ResultsStore
 from mmlrepro.step import batch_loss
 from mmlrepro.train import NonFiniteLossError, RunInterrupted, build_model, train
@@ -76,7 +80,7 @@ def test_a_run_resumed_at_another_thread_count_records_each_stretch(tmp_path):
     assert one.endswith("(1 threads)") and two.endswith("(2 threads)")
     assert resumed.history[0]["device"] == one
     assert resumed.device == f"{one} (epochs 1–2); {two} (epoch 3)"
-    twin = train_mod.early_stop_from_history(resumed, config.replace(selection="early_stop", patience=1))
+    twin = selection.early_stop_from_history(resumed, config.replace(selection="early_stop", patience=1))
     assert twin.device == run_device(twin.history)
 
 
@@ -265,7 +269,7 @@ def test_early_stop_read_off_the_paper_twin_equals_training_it(tmp_path):
     store = ResultsStore(tmp_path / "store")
     store.put(paper)                                      # the "Y" values travel in the "N" file
     stored = store.get(paper.config, paper.data_fingerprint)
-    derived = train_mod.early_stop_from_history(stored, config, stored.per_user)
+    derived = selection.early_stop_from_history(stored, config, stored.per_user)
     assert trained.stopped_early and len(trained.history) < 8  # the rule did cut the run short
     # "N" selects a later epoch than "Y", so it kept "Y"'s per-user values beside its own
     assert paper.best["epoch"] > trained.best["epoch"] and trained.per_user.early_stop is None
@@ -282,7 +286,7 @@ def test_early_stop_read_off_the_paper_twin_equals_training_it(tmp_path):
 
 def test_early_stop_from_history_that_never_stops_keeps_every_epoch(tmp_path):
     paper = train(small_config(epochs=3, patience=5), checkpoint_dir=tmp_path)
-    derived = train_mod.early_stop_from_history(paper, small_config(epochs=3, patience=5, selection="early_stop"),
+    derived = selection.early_stop_from_history(paper, small_config(epochs=3, patience=5, selection="early_stop"),
                                                 paper.per_user)
     assert derived.history == paper.history and derived.best == paper.best and not derived.stopped_early
     assert paper.per_user.early_stop is None                  # the same epoch: the twin's own values
@@ -297,7 +301,7 @@ def test_early_stop_from_history_that_never_stops_keeps_every_epoch(tmp_path):
 def test_early_stop_from_history_refuses_what_it_cannot_derive(tmp_path, changes, word):
     paper = train(small_config(epochs=2), checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match=word):
-        train_mod.early_stop_from_history(paper, small_config(epochs=2, **changes))
+        selection.early_stop_from_history(paper, small_config(epochs=2, **changes))
 
 
 def test_batch_penalty_equals_the_gathered_rows_form_in_value_and_gradient():
@@ -323,8 +327,8 @@ def test_batch_penalty_equals_the_gathered_rows_form_in_value_and_gradient():
 
 def test_select_best_is_the_min_delta_rule():
     history = [{"epoch": e, "recall@20": v} for e, v in enumerate([0.1, 0.1000005, 0.2, 0.19, 0.2000001], 1)]
-    assert train_mod.select_best(history, "recall@20", 1e-6) == 2  # 0.1000005 and 0.2000001 are no improvement
-    assert train_mod.select_best(history, "recall@20", 0.0) == 4
+    assert selection.select_best(history, "recall@20", 1e-6) == 2  # 0.1000005 and 0.2000001 are no improvement
+    assert selection.select_best(history, "recall@20", 0.0) == 4
 
 
 def _scripted_with_weights(values, seen):
@@ -413,3 +417,61 @@ def test_nan_loss_off_the_cpu_stops_within_the_check_interval(tmp_path, monkeypa
     with pytest.raises(NonFiniteLossError, match="epoch 1, step 3;"):
         train(config, checkpoint_dir=tmp_path)
     assert calls["n"] == 5
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoints written before mmlrepro.checkpoint existed (issue 38): runs training then resume
+
+LEGACY_CHECKPOINTS = Path(__file__).parent / "data" / "checkpoints"
+
+
+def legacy_config(name: str) -> RunConfig:
+    """The runs of tests/data/checkpoints/checkpoint_<name>.pt: killed after epoch 3 by the trainer
+    of commit 9cb6699 (checkpoint_every_s=0), before the checkpoint module and mmlrepro.per_user."""
+    base = dict(dataset="synthetic:60:80", loss="ccl", loss_params={"margin": 0.5, "neg_weight": 10.0},
+                n_negatives=5, batch_size=64, lr=5e-2, epochs=5, dim=8, reg_lambda=1e-6, device="cpu",
+                seed=7, min_delta=0.02, patience=1)
+    if name == "lr_reduce":
+        base.update(lr_reduce=True, selection="early_stop", patience=3)
+    return RunConfig(**base)
+
+
+@pytest.mark.parametrize("name", ["paper", "lr_reduce"])
+def test_a_checkpoint_of_the_old_format_loads_and_resumes_to_the_uninterrupted_run(tmp_path, name):
+    config = legacy_config(name)
+    key = config.key(synthetic(60, 80).fingerprint)
+    legacy = torch.load(LEGACY_CHECKPOINTS / f"checkpoint_{name}.pt", weights_only=False)
+    if legacy["key"] != key:
+        pytest.skip("this numpy draws other synthetic data, so the fixture belongs to another key")
+    assert tuple(legacy) == FORMAT                       # the format the new code writes, too
+    assert isinstance(legacy["best_per_user"], PerUser)  # pickled as mmlrepro.metrics.PerUser
+    (tmp_path / "resumed").mkdir()
+    shutil.copy(LEGACY_CHECKPOINTS / f"checkpoint_{name}.pt", tmp_path / "resumed" / f"{key}.pt")
+    seen = []
+    resumed = train(config, checkpoint_dir=tmp_path / "resumed", on_epoch_end=lambda e, r: seen.append(e), log=None)
+    full = train(config, checkpoint_dir=tmp_path / "full", log=None)
+    assert seen == list(range(4, len(full.history) + 1))   # only the missing epochs ran
+    strip = lambda h: [{k: v for k, v in r.items() if not k.endswith("_s") and k != "device"} for r in h]  # noqa: E731
+    assert strip(resumed.history) == strip(full.history)
+    assert resumed.best == {**full.best, **{k: resumed.best[k] for k in ("train_s", "eval_s", "device")}}
+    assert (resumed.per_user.early_stop is None) == (full.per_user.early_stop is None)
+    for got, want in ((resumed.per_user, full.per_user), (resumed.per_user.early_stop, full.per_user.early_stop)):
+        if want is not None:
+            assert got.epoch == want.epoch
+            for metric in want.values:
+                np.testing.assert_array_equal(got.values[metric], want.values[metric])
+
+
+def test_the_checkpoint_written_has_the_old_format(tmp_path):
+    config = legacy_config("paper")
+
+    def kill(epoch, record):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted):
+        train(config, checkpoint_dir=tmp_path, checkpoint_every_s=0, on_epoch_end=kill, log=None)
+    written = torch.load(tmp_path / f"{config.key(synthetic(60, 80).fingerprint)}.pt", weights_only=False)
+    assert tuple(written) == FORMAT
+    assert set(written["rng"]) == {"cpu"} and isinstance(written["lr"], float)
+    assert [r["epoch"] for r in written["history"]] == [1, 2] and set(written["timings"]) == {"train_s", "eval_s"}

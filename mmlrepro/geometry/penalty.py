@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 # The formula and the checks of the loss registry, shared so that the curve is MML's own.
-from mmlrepro.losses import _margin_penalty, _margins_weights, _non_negative, _reals
+from mmlrepro.loss_params import _margins_weights, _non_negative, _reals
+from mmlrepro.losses import _margin_penalty
 
 
 def penalty_curve(

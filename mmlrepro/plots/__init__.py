@@ -39,7 +39,6 @@ from mmlrepro.plots.results import (
     plot_metric_vs_negatives,
     plot_reproduced_vs_reported,
     plot_truncated_agreement,
-    selection_metric,
 )
 from mmlrepro.plots.saving import figure_png, save_figure
 from mmlrepro.plots.style import (
@@ -59,5 +58,5 @@ __all__ = [
     "plot_heatmap", "plot_learning_curves", "plot_margin_explorer", "plot_margin_gallery",
     "plot_metric_vs_negatives",
     "plot_margin_geometry", "plot_penalty_curve", "plot_reproduced_vs_reported",
-    "plot_truncated_agreement", "runs_caption", "save_figure", "selection_metric",
+    "plot_truncated_agreement", "runs_caption", "save_figure",
 ]

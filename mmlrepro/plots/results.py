@@ -19,6 +19,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from mmlrepro.config import MIN_DELTA
 from mmlrepro.plots.style import (
     _log_x_ticks,
     _new_figure,
@@ -31,6 +32,7 @@ from mmlrepro.plots.style import (
     runs_caption,
 )
 from mmlrepro.reported import LOSS_NAMES
+from mmlrepro.selection import paper_monitor, select_best
 
 
 def _figure_legend(fig: Figure, axes, extra: Sequence = (),
@@ -175,29 +177,19 @@ def plot_heatmap(df: pd.DataFrame, index: str, columns: str, values: str,
 
 
 
-def selection_metric(dataset: str, model: str | None) -> str:
-    """The metric a paper run selects its epoch on (SPEC §6): NDCG@20 for SimpleX on Gowalla,
-    Recall@20 otherwise."""
-    return "ndcg@20" if (model, dataset) == ("simplex", "gowalla") else "recall@20"
-
-
 def _selected_epoch(line: pd.DataFrame, x: str, metric: str, dataset: str) -> tuple[float, float]:
-    """``(epoch, metric there)`` of one line: the epoch maximising the seeds' mean of its
-    :func:`selection_metric` (``metric`` itself when the frame lacks that column)."""
+    """``(epoch, metric there)`` of one line: the epoch the one selection rule
+    (:func:`mmlrepro.selection.select_best`, SPEC §6) picks on the seeds' mean of the line's
+    monitor (:func:`mmlrepro.selection.paper_monitor`; ``metric`` itself when the frame lacks
+    that column), with the runs' default ``min_delta``."""
     model = line["model"].iloc[0] if "model" in line.columns else None
-    monitor = selection_metric(dataset, model)
+    monitor = paper_monitor(dataset, model)
     if monitor not in line.columns or line[monitor].isna().all():
         monitor = metric
     mean = line.groupby(x, sort=True)[list(dict.fromkeys([metric, monitor]))].mean()
-    epoch = _peak_epoch(mean[monitor])
+    best = select_best([{monitor: v} for v in mean[monitor]], monitor, MIN_DELTA)
+    epoch = mean.index[best]
     return epoch, float(mean.loc[epoch, metric])
-
-
-def _peak_epoch(monitor: pd.Series) -> float:
-    """The epoch (index) where the seeds' mean ``monitor`` peaks: its first maximum (``idxmax``).
-    Not the trainer's selection rule (SPEC §6: the last epoch that beat every earlier one by more
-    than ``min_delta``), which does not take a later epoch that is higher by min_delta or less."""
-    return monitor.idxmax()
 
 
 # Early-stop marks on learning curves: (column of comparison.learning_curves, marker, face, legend)
@@ -240,7 +232,7 @@ def plot_learning_curves(df: pd.DataFrame, metric: str = "recall@20", x: str = "
     per ``col`` (dataset, in the tables' order); with several seeds the line is their mean and
     the band their min–max range. A dot marks each line's selected epoch, the one a paper
     table reports: where the seeds' mean of the selection metric peaks
-    (:func:`selection_metric`; SPEC §6). The legend, with a "selected epoch" entry, sits
+    (:func:`mmlrepro.selection.paper_monitor`; SPEC §6). The legend, with a "selected epoch" entry, sits
     outside the panels; the title gives the profile and the seeds per line
     (:func:`runs_caption`, then ``title_suffix``)."""
     _require(df, [metric, x, hue, col] + ([style] if style else []), "plot_learning_curves")

@@ -46,7 +46,7 @@ import torch
 from mmlrepro.catalogue import paper_config
 from mmlrepro.check import reference_step
 from mmlrepro.devices import device_name
-from mmlrepro.kernels import gathered_cosine_kernel
+from mmlrepro.kernels import compiled_kernels
 from mmlrepro.losses import get_loss
 from mmlrepro.preflight import load_run_dataset
 from mmlrepro.sampling import sample_negatives
@@ -149,7 +149,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    if gathered_cosine_kernel() is None:
+    if compiled_kernels() is None:
         raise SystemExit("the compiled kernel is not available here: nothing to compare")
 
     lines = [f"device: {device_name(device)}, torch {torch.__version__}, {args.model} + MML, "

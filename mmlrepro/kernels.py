@@ -1,21 +1,27 @@
 """Compiled CPU kernels, built at first use with the machine's C++ toolchain (issue 37).
 
-One kernel today: the gathered cosine scores of a batch (:func:`mmlrepro.models.gathered_cosine`,
-SPEC §3). The PyTorch path gathers the ``[B, K, d]`` block of drawn rows, normalises,
-multiplies and scatters it, about ten passes over it (52 MB a step at N = 800 on Gowalla); the
-kernel groups the pairs by table row, reads each drawn row once forward and once backward
-however often it was drawn, and writes the table's dense gradient in one sequential pass.
-Source: ``mmlrepro/csrc/gathered_cosine.cpp`` (the formulas, the summation order).
+One module (``mmlrepro/csrc``: ``bindings.cpp`` and one file per kernel), two kernels:
 
-:func:`gathered_cosine_kernel` compiles it once per machine with
-``torch.utils.cpp_extension.load`` (``ninja`` and a C++ compiler; the build is cached under
-:func:`build_dir`, keyed by the source, the flags, torch's version and the CPU) and returns the
-loaded module, or None where it cannot: no compiler, no ninja, a failed build, or
-``MMLREPRO_KERNELS=0`` in the environment (no notice then). Otherwise a None prints one line
-saying why and that the PyTorch path is used, once per process. Both paths compute the same
-function to float rounding (tests/test_kernels.py); they are not bit-identical (the kernel sums
-in its own fixed order, PyTorch in MKL's), so a run is verified with the path it was trained
-with (``provenance.negatives_scores``, :func:`mmlrepro.verify.compiled_scores`).
+- **the gathered cosine scores** of a batch (:func:`mmlrepro.models.gathered_cosine`, SPEC §3,
+  ``gathered_cosine.cpp``). The PyTorch path gathers the ``[B, K, d]`` block of drawn rows,
+  normalises, multiplies and scatters it, about ten passes over it (52 MB a step at N = 800 on
+  Gowalla); the kernel groups the pairs by table row, reads each drawn row once forward and once
+  backward however often it was drawn, and writes the table's dense gradient in one sequential
+  pass. Both compute the same function to float rounding; they are not bit-identical (the
+  kernel sums in its own fixed order, PyTorch in MKL's), so a run is verified with the path it
+  was trained with (``provenance.negatives_scores``, :func:`mmlrepro.verify.compiled_scores`).
+- **MML's margin penalty** Σ_k w_k·relu(s − m_k) and its gradient
+  (:func:`mmlrepro.losses.margin_penalty`, SPEC §5, ``margin_penalty.cpp``): one pass each way
+  where the PyTorch loop over the K margins makes about 4K, with the same operations in the same
+  order element by element, so **bit-identical** to it (tests/test_kernels.py): no run changes
+  with the path that computed its penalty.
+
+:func:`compiled_kernels` compiles them once per machine with ``torch.utils.cpp_extension.load``
+(``ninja`` and a C++ compiler; the build is cached under :func:`build_dir`, keyed by the
+sources, the flags, torch's version and the CPU) and returns the loaded module, or None where it
+cannot: no compiler, no ninja, a failed build, or ``MMLREPRO_KERNELS=0`` in the environment (no
+notice then). Otherwise a None prints one line saying why and that the PyTorch paths are used,
+once per process.
 """
 
 from __future__ import annotations
@@ -32,12 +38,13 @@ from types import ModuleType
 
 import torch
 
-SOURCE = Path(__file__).parent / "csrc" / "gathered_cosine.cpp"
+SOURCES = tuple(Path(__file__).parent / "csrc" / name
+                for name in ("gathered_cosine.cpp", "margin_penalty.cpp", "bindings.cpp"))
 # -ffp-contract=off: no fused multiply-adds, so the kernel's sums do not depend on whether
 # the CPU has them, nor (fixed lanes, csrc) on its vector width
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]
 ENV_SWITCH = "MMLREPRO_KERNELS"   # "0": never build or use the compiled kernels
-MODULE = "mmlrepro_gathered_cosine"
+MODULE = "mmlrepro_kernels"
 STALE_LOCK_S = 600.0   # a build lock older than this was left by a killed build
 
 
@@ -56,9 +63,9 @@ def _cpu_id() -> str:
 
 def build_dir() -> Path:
     """``$XDG_CACHE_HOME/mmlrepro/kernels/<key>`` (default ``~/.cache/...``), the key a hash of the
-    source, the flags, torch's version and :func:`_cpu_id`."""
-    key = hashlib.sha256("\n".join([SOURCE.read_text(), " ".join(FLAGS), torch.__version__,
-                                    _cpu_id()]).encode()).hexdigest()[:16]
+    sources, the flags, torch's version and :func:`_cpu_id`."""
+    key = hashlib.sha256("\n".join([*(source.read_text() for source in SOURCES), " ".join(FLAGS),
+                                    torch.__version__, _cpu_id()]).encode()).hexdigest()[:16]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "mmlrepro" / "kernels" / key
 
@@ -92,13 +99,13 @@ def toolchain_missing() -> str | None:
 
 
 def _notice(reason: str) -> None:
-    print(f"mmlrepro: compiled negatives kernel not used ({reason}); the PyTorch path computes "
-          "the same scores, slower at many negatives", file=sys.stderr)
+    print(f"mmlrepro: compiled kernels not used ({reason}); the PyTorch paths compute the same "
+          "scores and penalties, slower at many negatives", file=sys.stderr)
 
 
-def load_gathered_cosine() -> ModuleType | None:
-    """Build (the first time on this machine) and load the kernel; None, with one notice saying
-    why, where that cannot be done. :func:`gathered_cosine_kernel` is this, once per process."""
+def load_kernels() -> ModuleType | None:
+    """Build (the first time on this machine) and load the kernels; None, with one notice saying
+    why, where that cannot be done. :func:`compiled_kernels` is this, once per process."""
     if os.environ.get(ENV_SWITCH, "1") == "0":
         return None   # asked for: no notice
     missing = toolchain_missing()
@@ -114,9 +121,9 @@ def load_gathered_cosine() -> ModuleType | None:
         if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
             lock.unlink(missing_ok=True)
         if not (where / f"{MODULE}.so").exists():
-            print(f"mmlrepro: compiling the negatives kernel into {where} (once per machine, "
+            print(f"mmlrepro: compiling the negatives kernels into {where} (once per machine, "
                   "about a minute)", file=sys.stderr)
-        return cpp_extension.load(MODULE, [str(SOURCE)], extra_cflags=FLAGS,
+        return cpp_extension.load(MODULE, [str(source) for source in SOURCES], extra_cflags=FLAGS,
                                   extra_ldflags=["-fopenmp"], build_directory=str(where),
                                   verbose=False)
     except Exception as err:   # a compiler or loader error: fall back, saying why
@@ -124,6 +131,7 @@ def load_gathered_cosine() -> ModuleType | None:
         return None
 
 
-gathered_cosine_kernel = functools.cache(load_gathered_cosine)
-gathered_cosine_kernel.__doc__ = ("The compiled gathered-cosine module (``forward``, ``backward``)"
-                                  " or None, loaded once per process (:func:`load_gathered_cosine`).")
+compiled_kernels = functools.cache(load_kernels)
+compiled_kernels.__doc__ = ("The compiled kernels' module (``gathered_cosine_forward``/``_backward``, "
+                            "``margin_penalty_forward``/``_backward``) or None, loaded once per "
+                            "process (:func:`load_kernels`).")

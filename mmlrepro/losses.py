@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmlrepro.loss_params import (  # the margin checks are also the geometry helpers'
+from mmlrepro.kernels import compiled_kernels
+from mmlrepro.loss_params import (
     BSL_MODES,
     LOSS_CHECKS,
     LOSS_DEFAULTS,
@@ -51,6 +52,7 @@ __all__ = [
     "hinge",
     "infonce_plus",
     "loss_names",
+    "margin_penalty",
     "mml",
     "mse",
     "softmax_ce",
@@ -62,13 +64,60 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-def _margin_penalty(s: Tensor, margins: Sequence[float], weights: Sequence[float]) -> Tensor:
-    """Σ_k w_k·relu(s − m_k), elementwise. A loop over the K margins (K <= 4 in the papers),
-    never over rows; with one margin and weight 1 it is bit-for-bit relu(s − m)."""
+# The compiled margin penalty (mmlrepro.kernels) takes over from this many scores on; below it
+# the loop's few small passes cost less than the call, and a small batch compiles nothing.
+COMPILED_PENALTY_MIN = 2048
+
+
+def margin_penalty_loop(s: Tensor, margins: Sequence[float], weights: Sequence[float]) -> Tensor:
+    """Σ_k w_k·relu(s − m_k), elementwise, in PyTorch: a loop over the K margins (K <= 4 in the
+    papers), never over rows; with one margin and weight 1 it is bit-for-bit relu(s − m)."""
     out = F.relu(s - margins[0]) * weights[0]
     for m, w in zip(margins[1:], weights[1:], strict=True):
         out = out + F.relu(s - m) * w
     return out
+
+
+class _CompiledMarginPenalty(torch.autograd.Function):
+    """:func:`margin_penalty_loop` and its gradient Σ_k [s − m_k > 0]·g·w_k, each in one pass of
+    the compiled kernel (``mmlrepro/csrc/margin_penalty.cpp``): the same operations in the same
+    order per element as the loop and autograd, so the same bits."""
+
+    @staticmethod
+    def forward(ctx, s: Tensor, margins: list[float], weights: list[float], kernels) -> Tensor:
+        ctx.save_for_backward(s)
+        ctx.margins, ctx.weights, ctx.kernels = margins, weights, kernels
+        return kernels.margin_penalty_forward(s, margins, weights)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (s,) = ctx.saved_tensors
+        return ctx.kernels.margin_penalty_backward(grad, s, ctx.margins, ctx.weights), None, None, None
+
+
+def _kernel_layout(s: Tensor) -> Tensor | None:
+    """``s`` as the kernel reads it, rows × cols with unit stride along a row (a view), or None."""
+    if s.dim() == 2 and s.stride(1) == 1:
+        return s
+    return s.view(-1, s.shape[-1]) if s.dim() >= 1 and s.is_contiguous() and s.shape[-1] else None
+
+
+def margin_penalty(s: Tensor, margins: Sequence[float], weights: Sequence[float]) -> Tensor:
+    """Σ_k w_k·relu(s − m_k), elementwise: MML's penalty of each negative score (SPEC §5).
+
+    On the CPU, for a float32/float64 batch of at least :data:`COMPILED_PENALTY_MIN` scores laid
+    out as rows of unit stride (the negatives' columns of a batch's scores are), through the
+    compiled kernel of :mod:`mmlrepro.kernels`: one pass forward and one backward where the loop
+    makes about 4K each, bit-identical to it. Otherwise, or where the kernels are not built,
+    :func:`margin_penalty_loop`."""
+    rows = _kernel_layout(s) if (s.device.type == "cpu" and s.numel() >= COMPILED_PENALTY_MIN
+                                 and s.dtype in (torch.float32, torch.float64)) else None
+    kernels = compiled_kernels() if rows is not None else None
+    if kernels is None:
+        return margin_penalty_loop(s, margins, weights)
+    out = _CompiledMarginPenalty.apply(rows, [float(m) for m in margins], [float(w) for w in weights],
+                                       kernels)
+    return out.view(s.shape)
 
 
 def mml(
@@ -86,7 +135,7 @@ def mml(
 
     With ``margins=[m], weights=[1], pos_weight=1`` it is exactly ``ccl(margin=m)``.
     """
-    neg_term = _margin_penalty(neg, margins, weights).mean(dim=-1)
+    neg_term = margin_penalty(neg, margins, weights).mean(dim=-1)
     return (pos_weight * F.relu(1.0 - pos) + neg_weight * neg_term).mean()
 
 

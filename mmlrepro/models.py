@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from mmlrepro.config import DROPOUT_PLACEMENTS, SIMPLEX_DEFAULTS
-from mmlrepro.kernels import gathered_cosine_kernel
+from mmlrepro.kernels import compiled_kernels
 from mmlrepro.metrics import as_int64
 
 __all__ = ["MF", "SimpleX", "DROPOUT_PLACEMENTS", "AGGREGATORS", "gathered_cosine", "kernel_scores"]
@@ -91,7 +91,7 @@ class _KernelCosine(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u: Tensor, table: Tensor, idx: Tensor, kernel) -> Tensor:
-        scores, *grouping = kernel.forward(u, table, idx, NORM_EPS)
+        scores, *grouping = kernel.gathered_cosine_forward(u, table, idx, NORM_EPS)
         ctx.save_for_backward(u, table, *grouping)
         ctx.kernel = kernel
         return scores
@@ -100,7 +100,7 @@ class _KernelCosine(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: Tensor):
         want_u, want_table = ctx.needs_input_grad[:2]
-        grad_u, grad_table = ctx.kernel.backward(grad, *ctx.saved_tensors, NORM_EPS, want_u,
+        grad_u, grad_table = ctx.kernel.gathered_cosine_backward(grad, *ctx.saved_tensors, NORM_EPS, want_u,
                                                  want_table)
         return grad_u if want_u else None, grad_table if want_table else None, None, None
 
@@ -113,7 +113,7 @@ def _compiled_kernel(u: Tensor, table: Tensor, idx: Tensor):
     if u.dtype not in (torch.float32, torch.float64) or table.dtype != u.dtype \
             or idx.dtype != torch.long or not table.is_contiguous():
         return None
-    return gathered_cosine_kernel()
+    return compiled_kernels()
 
 
 def kernel_scores(device: torch.device, pairs: int, n_items: int) -> bool:
@@ -121,7 +121,7 @@ def kernel_scores(device: torch.device, pairs: int, n_items: int) -> bool:
     ``n_items`` rows on ``device`` (float32 or float64) with the compiled kernel: on the CPU, at
     least :data:`KERNEL_MIN_FILL` pairs per row, and the kernel built here."""
     return (device.type == "cpu" and pairs >= KERNEL_MIN_FILL * n_items
-            and gathered_cosine_kernel() is not None)
+            and compiled_kernels() is not None)
 
 
 def gathered_cosine(u: Tensor, table: Tensor, idx: Tensor, sparse_grad: bool = False,

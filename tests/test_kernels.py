@@ -1,8 +1,9 @@
-"""The compiled negatives kernel (mmlrepro.kernels, issue 37) against the PyTorch path.
+"""The compiled kernels (mmlrepro.kernels, issue 37) against the PyTorch paths.
 
 Scores, losses and every gradient of the two paths, in float64 and float32, for MF and SimpleX,
 several N (more negatives than items, so rows repeat), with dropout, for every loss family;
 the exact step over several steps; the trainer; the fallback where the kernel cannot be built.
+MML's margin penalty: the compiled one gives the loop's bits, forward, backward and in a run.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import mmlrepro.kernels as kernels
+import mmlrepro.losses as losses
 import mmlrepro.models as models
 from mmlrepro.config import RunConfig
 from mmlrepro.data import synthetic
@@ -32,7 +34,7 @@ STEP_TOL = {torch.float64: (1e-9, 1e-11), torch.float32: (1e-4, 1e-4)}
 
 @pytest.fixture(scope="module")
 def kernel():
-    k = kernels.gathered_cosine_kernel()
+    k = kernels.compiled_kernels()
     if k is None:   # skipped where the fallback is meant to apply, an error where it built not
         if os.environ.get(kernels.ENV_SWITCH) == "0":
             pytest.skip(f"{kernels.ENV_SWITCH}=0")
@@ -192,7 +194,7 @@ def test_the_trainer_uses_the_kernel_and_ends_where_the_pytorch_path_does(kernel
     monkeypatch.setattr(models._KernelCosine, "apply", lambda *a: calls.append(1) or real(*a))
     with_kernel = train(config, checkpoint_dir=tmp_path / "a", log=None)
     assert calls, "the trainer did not score through the kernel"
-    monkeypatch.setattr(models, "gathered_cosine_kernel", lambda: None)
+    monkeypatch.setattr(models, "compiled_kernels", lambda: None)
     without = train(config, checkpoint_dir=tmp_path / "b", log=None)
     for a, b in zip(with_kernel.history, without.history, strict=True):
         for key in ("loss", "recall@20", "ndcg@20"):
@@ -201,7 +203,7 @@ def test_the_trainer_uses_the_kernel_and_ends_where_the_pytorch_path_does(kernel
 
 def test_the_switch_turns_the_kernel_off_without_a_notice(monkeypatch, capsys):
     monkeypatch.setenv(kernels.ENV_SWITCH, "0")
-    assert kernels.load_gathered_cosine() is None
+    assert kernels.load_kernels() is None
     assert capsys.readouterr().err == ""
 
 
@@ -214,23 +216,23 @@ def test_a_failed_build_falls_back_with_one_line(monkeypatch, capsys, tmp_path):
     monkeypatch.delenv(kernels.ENV_SWITCH, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(cpp_extension, "load", broken)
-    assert kernels.load_gathered_cosine() is None
+    assert kernels.load_kernels() is None
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[-1].startswith("mmlrepro: compiled negatives kernel not used (build failed")
+    assert lines[-1].startswith("mmlrepro: compiled kernels not used (build failed")
     assert "c++ exited with 1" in lines[-1] and len(lines) == 2   # "compiling ...", then why
 
 
 def test_no_compiler_falls_back_with_one_line(monkeypatch, capsys):
     monkeypatch.delenv(kernels.ENV_SWITCH, raising=False)
     monkeypatch.setenv("CXX", "no-such-compiler-xyz")
-    assert kernels.load_gathered_cosine() is None
+    assert kernels.load_kernels() is None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no C++ compiler" in err[0]
 
 
 def test_without_the_kernel_the_pytorch_path_scores(monkeypatch):
     """No kernel (or a tensor off the CPU): the PyTorch function, its sparse gradient kept."""
-    monkeypatch.setattr(models, "gathered_cosine_kernel", lambda: None)
+    monkeypatch.setattr(models, "compiled_kernels", lambda: None)
     u = torch.randn(3, 4, requires_grad=True)
     table = torch.randn(6, 4, requires_grad=True)
     s = gathered_cosine(u, table, torch.randint(0, 6, (3, 5)), sparse_grad=True)
@@ -284,7 +286,7 @@ def test_verify_trains_a_run_stored_before_the_kernel_with_the_pytorch_path(kern
 
     config = RunConfig(dataset="synthetic:300:400", loss="ccl", n_negatives=20, batch_size=128,
                        lr=1e-2, epochs=2, device="cpu", seed=7)
-    monkeypatch.setattr(models, "gathered_cosine_kernel", lambda: None)
+    monkeypatch.setattr(models, "compiled_kernels", lambda: None)
     key = run(config, results_dir=tmp_path / "store", checkpoint_dir=tmp_path / "ckpt", log=None).key
     monkeypatch.undo()
     path = tmp_path / "store" / "runs" / f"{key}.json"
@@ -296,3 +298,87 @@ def test_verify_trains_a_run_stored_before_the_kernel_with_the_pytorch_path(kern
     monkeypatch.setattr(models._KernelCosine, "apply", lambda *a: calls.append(1) or real(*a))
     (result,) = verify([key], epochs=2, results_dir=tmp_path / "store", log=lambda line: None)
     assert result.outcome == "identical" and not calls
+
+
+# --------------------------------------------------------------------------------------------
+# MML's margin penalty: the compiled kernel gives the PyTorch loop's bits, forward and backward
+# --------------------------------------------------------------------------------------------
+
+PAPER_MARGINS = [([0.9], [1.0]), ([0.7, 0.9], [0.3, 0.7]), ([0.7, 0.8, 0.9], [0.10, 0.15, 0.75]),
+                 ([0.6, 0.7, 0.8, 0.9], [0.05, 0.15, 0.2, 0.6])]
+
+
+def penalty_loss_and_grad(scores: torch.Tensor, margins, weights, penalty) -> tuple[torch.Tensor, ...]:
+    """MML's negative term as the loss builds it on the negatives' columns of a batch's scores
+    (a strided view: row mean, weight, batch mean) and ∂/∂scores."""
+    scores = scores.detach().clone().requires_grad_()
+    s = scores[:, 1:]
+    assert not s.is_contiguous()
+    values = penalty(s, margins, weights)
+    loss = (150.0 * values.mean(dim=-1)).mean()
+    loss.backward()
+    return values.detach(), loss.detach(), scores.grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("margins, weights", PAPER_MARGINS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_compiled_margin_penalty_gives_the_loops_bits(kernel, dtype, margins, weights, threads):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(len(margins) + threads)
+        s = torch.rand(64, 301, generator=gen, dtype=dtype) * 2 - 1   # [s⁺, 300 negatives] a row
+        s[0, 1:7] = torch.tensor([0.6, 0.7, 0.8, 0.9, 1.0, -1.0], dtype=dtype)   # on the margins
+        s[1, 1:5] = torch.tensor(margins[:1] * 4, dtype=dtype) + torch.finfo(dtype).eps
+        assert s.numel() >= losses.COMPILED_PENALTY_MIN
+        calls = []
+        real = losses._CompiledMarginPenalty.apply
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(losses._CompiledMarginPenalty, "apply", lambda *a: calls.append(1) or real(*a))
+            got = penalty_loss_and_grad(s, margins, weights, losses.margin_penalty)
+        assert calls, "the compiled penalty was not used"
+        want = penalty_loss_and_grad(s, margins, weights, losses.margin_penalty_loop)
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype and torch.equal(a, b)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_compiled_margin_penalty_keeps_nan_and_a_loss_that_needs_no_grad(kernel):
+    s = torch.full((8, 512), 0.95)
+    s[3, 7] = float("nan")
+    got = losses.margin_penalty(s, [0.7, 0.9], [0.3, 0.7])
+    want = losses.margin_penalty_loop(s, [0.7, 0.9], [0.3, 0.7])
+    assert torch.equal(got.isnan(), want.isnan()) and got.isnan().sum() == 1
+    assert torch.equal(got.nan_to_num(), want.nan_to_num())
+
+
+def test_small_batches_and_other_tensors_take_the_loop(monkeypatch):
+    monkeypatch.setattr(losses, "compiled_kernels", lambda: pytest.fail("the kernels were asked for"))
+    small = torch.rand(4, losses.COMPILED_PENALTY_MIN // 4 - 1)
+    strided = torch.rand(losses.COMPILED_PENALTY_MIN, 2).t()   # stride 2 along a row
+    for s in (small, strided, torch.rand(64, 64, dtype=torch.float16)):
+        assert torch.equal(losses.margin_penalty(s, [0.9], [1.0]), losses.margin_penalty_loop(s, [0.9], [1.0]))
+
+
+def test_without_the_kernels_the_loop_computes_the_penalty(monkeypatch):
+    monkeypatch.setattr(losses, "compiled_kernels", lambda: None)
+    s = torch.rand(64, 300)
+    assert torch.equal(losses.margin_penalty(s, [0.7, 0.9], [0.3, 0.7]),
+                       losses.margin_penalty_loop(s, [0.7, 0.9], [0.3, 0.7]))
+
+
+def test_an_mml_run_is_the_same_bits_with_the_compiled_penalty_or_the_loop(kernel, tmp_path,
+                                                                           monkeypatch):
+    config = RunConfig(dataset="synthetic:300:400", loss="mml", n_negatives=50, batch_size=128,
+                       lr=1e-2, epochs=2, reg_lambda=1e-6, device="cpu", seed=7,
+                       loss_params={"margins": [0.6, 0.7, 0.8, 0.9], "weights": [0.05, 0.15, 0.2, 0.6]})
+    compiled = train(config, checkpoint_dir=tmp_path / "a", log=None)
+    monkeypatch.setattr(losses, "compiled_kernels", lambda: None)
+    loop = train(config, checkpoint_dir=tmp_path / "b", log=None)
+    def computed(epoch: dict) -> dict:
+        return {k: v for k, v in epoch.items() if k not in ("train_s", "eval_s")}
+
+    assert [computed(h) for h in compiled.history] == [computed(h) for h in loop.history]
+    assert computed(compiled.best) == computed(loop.best)

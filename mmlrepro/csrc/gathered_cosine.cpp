@@ -16,7 +16,7 @@
 // -ffp-contract=off: the result does not depend on the vector width the compiler picks or on
 // fused multiply-adds.
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -252,7 +252,7 @@ void check(const at::Tensor& u, const at::Tensor& table, const at::Tensor& idx) 
 
 // (scores [B, K], and for the backward: starts [n + 1], order [B·K] (user·2^32 + pair), the
 // scores in grouped order [B·K], the row norms [n]).
-std::vector<at::Tensor> forward(const at::Tensor& u, const at::Tensor& table, const at::Tensor& idx,
+std::vector<at::Tensor> gathered_cosine_forward(const at::Tensor& u, const at::Tensor& table, const at::Tensor& idx,
                                 double eps) {
   check(u, table, idx);
   const int64_t B = idx.size(0), K = idx.size(1), n = table.size(0), d = u.size(1);
@@ -275,7 +275,7 @@ std::vector<at::Tensor> forward(const at::Tensor& u, const at::Tensor& table, co
 
 // (∂u, or an empty tensor unless want_u; the dense ∂table [n, d], or an empty tensor unless
 // want_table), from the forward's outputs.
-std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& u,
+std::vector<at::Tensor> gathered_cosine_backward(const at::Tensor& grad, const at::Tensor& u,
                                  const at::Tensor& table, const at::Tensor& starts,
                                  const at::Tensor& order, const at::Tensor& grouped,
                                  const at::Tensor& row_norms, double eps, bool want_u,
@@ -298,9 +298,4 @@ std::vector<at::Tensor> backward(const at::Tensor& grad, const at::Tensor& u,
                             static_cast<scalar_t>(eps));
   });
   return {grad_u, grad_table};
-}
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward", &forward, "gathered cosine scores, and the pairs grouped by row");
-  m.def("backward", &backward, "gathered cosine gradients: (grad_u, dense grad_table)");
 }

@@ -17,7 +17,7 @@ from torch import Tensor
 
 # The formula and the checks of the loss registry, shared so that the curve is MML's own.
 from mmlrepro.loss_params import _margins_weights, _non_negative, _reals
-from mmlrepro.losses import _margin_penalty
+from mmlrepro.losses import margin_penalty
 
 
 def penalty_curve(
@@ -47,7 +47,7 @@ def penalty_curve(
     is_numpy = not isinstance(similarity, Tensor)
     s = torch.as_tensor(np.asarray(similarity, dtype=np.float64)) if is_numpy else similarity
     scale = neg_weight / n_negatives
-    penalty = scale * _margin_penalty(s, margins, weights)
+    penalty = scale * margin_penalty(s, margins, weights)
     slope = scale * _active_weight(s, margins, weights)
     if is_numpy:
         return penalty.numpy(), slope.numpy()

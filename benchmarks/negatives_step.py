@@ -7,12 +7,14 @@ step of each step at each N, in turn), so that the ratios between steps and betw
 the same stretch of machine time:
 
 - ``today``: :class:`mmlrepro.step.ExactStep` with the scores through the PyTorch autograd
-  function (``model.compiled_scores = False``: the step before issue 37);
-- ``new``: the same step as the trainer runs it now: the compiled CPU kernel
-  (:mod:`mmlrepro.kernels`) where the batch draws at least ``KERNEL_MIN_FILL`` pairs per item
-  (Gowalla N >= 80, Yelp2018 N >= 37), the PyTorch function below;
+  function (``model.compiled_scores = False``) and MML's margin penalty through the PyTorch
+  loop (:func:`mmlrepro.losses.margin_penalty_loop`): the step before issue 37;
+- ``new``: the same step as the trainer runs it now, with the compiled CPU kernels
+  (:mod:`mmlrepro.kernels`): the scores where the batch draws at least ``KERNEL_MIN_FILL``
+  pairs per item (Gowalla N >= 80, Yelp2018 N >= 37), the PyTorch function below; the margin
+  penalty from ``COMPILED_PENALTY_MIN`` scores on (bit-identical to the loop);
 - ``plain``: the textbook loop of SPEC §3 (``mmlrepro.check.reference_step``: normalise-then-bmm
-  scores, dense gradients, the full-table penalty in the loss, ``clip_grad_norm_``,
+  scores, the loop's margin penalty, dense gradients, the full-table penalty in the loss, ``clip_grad_norm_``,
   ``torch.optim.Adam``).
 
 Also a memory bandwidth (a 256 MiB copy) and the floor it implies for a step, every byte moved
@@ -40,9 +42,11 @@ import datetime as dt
 import statistics
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
+import mmlrepro.losses as losses
 from mmlrepro.catalogue import paper_config
 from mmlrepro.check import reference_step
 from mmlrepro.devices import device_name
@@ -112,7 +116,17 @@ def make_steps(config, dataset, n_neg: int, device: torch.device) -> dict:
         loss = batch_loss(models["plain"], loss_fn, config, *batch())
         reference_step(models["plain"], adam, loss, config.reg_lambda, config.grad_clip)
 
-    return {"today": exact_step("today"), "new": exact_step("new"), "plain": plain_step}
+    return {"today": with_loop_penalty(exact_step("today")), "new": exact_step("new"),
+            "plain": with_loop_penalty(plain_step)}
+
+
+def with_loop_penalty(step):
+    """``step`` with MML's margin penalty through the PyTorch loop: the loss finds no compiled
+    kernels while it runs."""
+    def run():
+        with mock.patch.object(losses, "compiled_kernels", lambda: None):
+            step()
+    return run
 
 
 def time_interleaved(steps: dict, n_steps: int, warmup: int) -> dict:

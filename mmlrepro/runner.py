@@ -263,7 +263,7 @@ def run_missing(groups: Iterable[str], profile: str, n_seeds: int = 1, *,
         else:
             _train_in_turn(todo, store, sources, device, max_minutes, checkpoint_every_s, log, done, stale)
     except (KeyboardInterrupt, RunInterrupted) as err:
-        raise RunInterrupted(_stopped(err, len(done), len(todo), store.root)) from None
+        raise RunInterrupted.between_runs(err, len(done), len(todo), store.root) from None
     return done
 
 
@@ -276,13 +276,6 @@ def _held(store: ResultsStore, config: RunConfig, fingerprint: str, stale: Set[s
         return (store.has_per_user(key)
                 or derive_early_stop(store, config, fingerprint, replace=True) is not None)
     return store.contains(config, fingerprint) or derive_early_stop(store, config, fingerprint) is not None
-
-
-def _stopped(err: BaseException, n_done: int, n_todo: int, root: Path) -> str:
-    """What an interrupted ``reproduce`` kept and how to go on."""
-    what = f"{err}; " if str(err) else "interrupted between runs; "
-    return (f"{what}{n_done} of the {n_todo} runs to do had finished before it (stored in {root}); "
-            "the same command trains only the runs still missing")
 
 
 def _train_in_turn(todo: list[RunConfig], store: ResultsStore, sources: dict[str, Dataset],

@@ -52,6 +52,13 @@ class NonFiniteLossError(RuntimeError):
 class RunInterrupted(RuntimeError):
     """Ctrl-C during a run; the message says which checkpoint is kept and how to resume."""
 
+    @classmethod
+    def between_runs(cls, err: BaseException, n_done: int, n_todo: int, root: Path) -> RunInterrupted:
+        """Ctrl-C in a command that trains or fits several runs: what it kept and how to go on."""
+        what = f"{err}; " if str(err) else "interrupted between runs; "
+        return cls(f"{what}{n_done} of the {n_todo} runs to do had finished before it (stored in "
+                   f"{root}); the same command trains only the runs still missing")
+
 
 def finite_check_every(device: torch.device) -> int:
     """How often (in steps) the training loop reads its on-device non-finite-loss flag back.

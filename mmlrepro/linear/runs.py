@@ -303,10 +303,7 @@ def run_linear_group(profile: str, *, results_dir: str | Path | None = None,
     except KeyboardInterrupt as err:   # a linear fit never raises RunInterrupted itself
         from mmlrepro.train import RunInterrupted  # here: reading linear runs loads no trainer
 
-        what = f"{err}; " if str(err) else "interrupted between runs; "
-        raise RunInterrupted(f"{what}{len(done)} of the {len(todo)} runs to do had finished "
-                             f"before it (stored in {folder}); the same command trains only the "
-                             "runs still missing") from None
+        raise RunInterrupted.between_runs(err, len(done), len(todo), folder) from None
     return len(todo)
 
 

@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 
 from mmlrepro.catalogue import catalogue_key, configs
+from mmlrepro.config import MIN_DELTA, RunConfig
 from mmlrepro.reported import METRICS, paper_stop_epoch, reported_frame
 from mmlrepro.results import ResultsStore
 from mmlrepro.selection import early_stop_epochs, select_best
 
 # The early-stopping rules tried against the paper's stop epochs (issue 18): (monitor, patience,
 # min_delta); monitor None is each run's own (SPEC §6: Recall@20, NDCG@20 for SimpleX Gowalla).
-SPEC_STOPPING_RULE = (None, 3, 1e-6)
+SPEC_STOPPING_RULE = (None, RunConfig.patience, MIN_DELTA)
 OWN_MONITOR = "run's own"
 STOPPING_RULES = tuple((monitor, patience, min_delta) for monitor in (None, "ndcg@20") for patience in (1, 2, 3)
                        for min_delta in (1e-6, 1e-4, 5e-4, 1e-3))

@@ -468,6 +468,16 @@ def test_learning_curves_dot_the_epoch_the_run_selects():
     assert np.allclose(np.asarray(dots.get_offsets()), [[2, 0.20], [3, 0.15]])
 
 
+def test_learning_curves_dot_the_epoch_of_the_selection_rule_not_the_maximum():
+    """SPEC §6: a later epoch higher by min_delta (1e-6) or less is not selected."""
+    rows = [{"dataset": "gowalla", "model": "mf", "loss_name": "MML", "seed": 2019, "epoch": e,
+             "recall@20": r, "ndcg@20": 0.1}
+            for e, r in ((1, 0.10), (2, 0.20), (3, 0.20 + 5e-7))]
+    fig = plots.plot_learning_curves(pd.DataFrame(rows), "recall@20")
+    dots = [c for c in fig.axes[0].collections if c.get_offsets().shape == (1, 2)][-1]
+    assert np.allclose(np.asarray(dots.get_offsets()), [[2, 0.20]])
+
+
 def test_plot_gap_vs_noise_draws_noise_band_and_gaps():
     from mmlrepro.plots import plot_gap_vs_noise
 

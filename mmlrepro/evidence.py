@@ -59,7 +59,8 @@ RULE_ONLY = "no test (a rule on the numbers)"
 FAILS = "does not hold"
 MISSING = "missing"
 CLAIM_LEVELS = (SIG_BOTH, SIG_USERS, SIG_SEEDS, NOT_SIG, UNTESTED, RULE_ONLY, FAILS, MISSING)
-HOLDING_LEVELS = (SIG_BOTH, SIG_USERS, SIG_SEEDS, NOT_SIG, UNTESTED, RULE_ONLY)
+TESTED_LEVELS = (SIG_BOTH, SIG_USERS, SIG_SEEDS)           # the claimed sign, and a test says it is not noise
+SIGN_ONLY_LEVELS = (NOT_SIG, UNTESTED, RULE_ONLY)           # the claimed sign, without a significant test
 
 
 def _seeds(n: int) -> str:

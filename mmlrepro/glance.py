@@ -23,9 +23,10 @@ from mmlrepro.catalogue import DATASETS, FIGURE3_NEGATIVES
 from mmlrepro.evidence import (
     CLAIM_LEVELS,
     FAILS,
-    HOLDING_LEVELS,
     MISSING,
     REPRODUCED_SEEDS,
+    SIGN_ONLY_LEVELS,
+    TESTED_LEVELS,
     UNTESTED,
 )
 from mmlrepro.frames import PAPER
@@ -149,8 +150,19 @@ def _holds(r: dict) -> str | None:
         return f"{len(ok)} of {r['n']} numbers within ±5 % ({_counts(ok, _cell_order(ok))})" if ok else None
     if "_claims" not in r:
         return None
-    ok = [v for v in r["levels"] if v in HOLDING_LEVELS]
-    return f"{len(ok)} of {r['n']} {_claims_name(r)} hold ({_counts(ok, CLAIM_LEVELS)})" if ok else None
+    # a claim holds only by a significant test; one with the paper's sign but no such test is
+    # said apart, never counted with them
+    tested = [v for v in r["levels"] if v in TESTED_LEVELS]
+    sign_only = [v for v in r["levels"] if v in SIGN_ONLY_LEVELS]
+    bits = []
+    if tested:
+        bits.append(f"{len(tested)} of {r['n']} {_claims_name(r)} hold by a significant test "
+                    f"({_counts(tested, CLAIM_LEVELS)})")
+    if sign_only:
+        how_many = f"{len(sign_only)} more" if tested else f"{len(sign_only)} of {r['n']} {_claims_name(r)}"
+        verb = "has" if len(sign_only) == 1 else "have"
+        bits.append(f"{how_many} {verb} the paper's sign without a significant test ({_counts(sign_only, CLAIM_LEVELS)})")
+    return ", ".join(bits) or None
 
 
 def _fails(r: dict) -> str | None:

@@ -498,8 +498,23 @@ def test_mark_verdicts_keeps_the_verdict_readable_without_colour():
 
     from mmlrepro.plots import mark_verdicts
 
-    claims = pd.DataFrame({"claim": ["a", "b", "c", "d"],
-                           "verdict": ["holds (significant)", "does not hold", "missing runs", "holds"]})
+    claims = pd.DataFrame({"claim": ["a", "b", "c", "d", "e"],
+                           "verdict": ["holds (significant)", "does not hold", "missing runs", "holds",
+                                       "holds (not significant)"]})
     assert list(mark_verdicts(claims)["verdict"]) == ["✓ holds (significant)", "✗ does not hold",
-                                                      "– missing runs", "✓ holds"]
+                                                      "– missing runs", "○ holds", "○ holds (not significant)"]
     assert list(claims["verdict"])[0] == "holds (significant)"  # the input is not changed
+    # evidence levels: only a significant test earns the tick; untested claims are not ticked beside tested ones
+    from mmlrepro.evidence import (
+        FAILS,
+        MISSING,
+        NOT_SIG,
+        RULE_ONLY,
+        SIG_BOTH,
+        SIG_SEEDS,
+        SIG_USERS,
+        UNTESTED,
+    )
+    levels = [SIG_BOTH, SIG_USERS, SIG_SEEDS, NOT_SIG, UNTESTED, RULE_ONLY, FAILS, MISSING]
+    marked = mark_verdicts(pd.DataFrame({"claim": list("abcdefgh"), "evidence": levels}))["evidence"]
+    assert [m.split(" ", 1)[0] for m in marked] == ["✓", "✓", "✓", "○", "○", "○", "✗", "–"]

@@ -5,7 +5,7 @@
 - :func:`plot_learning_curves` (the selected epoch and the early stops marked),
   :func:`plot_gap_vs_noise` (the paper's gaps against seed-to-seed noise);
 - :func:`plot_truncated_agreement` (the paper's orderings kept by a truncated paper protocol,
-  issue 36) and :func:`mark_verdicts` (✓/✗ on a claims table).
+  issue 36) and :func:`mark_verdicts` (✓/○/✗ on a claims table).
 """
 
 from __future__ import annotations
@@ -303,14 +303,24 @@ def plot_gap_vs_noise(df: pd.DataFrame, label: str = "label", panels: str = "met
 
 
 def mark_verdicts(claims: pd.DataFrame) -> pd.DataFrame:
-    """``claims`` with each evidence level (or verdict) prefixed by ✓ (holds, at any level of
-    :data:`mmlrepro.evidence.HOLDING_LEVELS`), ✗ (does not hold) or – (missing), so the verdict
-    survives where colours do not (a notebook as GitHub renders it)."""
-    from mmlrepro.evidence import FAILS, HOLDING_LEVELS
+    """``claims`` with each evidence level (or verdict) prefixed by ✓ (holds by a significant
+    test: :data:`mmlrepro.evidence.TESTED_LEVELS`, "holds (significant)"), ○ (the paper's sign
+    without a significant test: :data:`mmlrepro.evidence.SIGN_ONLY_LEVELS`, "holds (not
+    significant)", a bare "holds"), ✗ (does not hold) or – (missing), so the verdict survives
+    where colours do not (a notebook as GitHub renders it), and an untested claim is never
+    ticked beside a tested one."""
+    from mmlrepro.evidence import FAILS, SIGN_ONLY_LEVELS, TESTED_LEVELS
 
     def mark(level: str) -> str:
         level = str(level)
-        symbol = ("✗" if level == FAILS else "✓" if level in HOLDING_LEVELS or level.startswith("holds") else "–")
+        if level == FAILS:
+            symbol = "✗"
+        elif level in TESTED_LEVELS or level == "holds (significant)":
+            symbol = "✓"
+        elif level in SIGN_ONLY_LEVELS or level.startswith("holds"):
+            symbol = "○"
+        else:
+            symbol = "–"
         return f"{symbol} {level}"
     column = "evidence" if "evidence" in claims else "verdict"
     if claims.empty or column not in claims:

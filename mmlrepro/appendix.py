@@ -61,7 +61,11 @@ READING = ["## Reading the numbers\n", f"""\
   significant**: the claimed sign, but within the noise; **untested (no per-user values)**: the
   claimed sign, but a part has one seed and no per-user values, so it cannot be tested (the other
   parts' tests are listed); **does not hold**: the wrong sign (or a further condition of the
-  claim fails, e.g. "within 5 points of the paper's gain"); **missing**: runs missing.
+  claim fails, e.g. "within 5 points of the paper's gain"), graded by the reversed comparison's
+  own two-sided test, corrected by Holm with the others: "does not hold, significant …", "does
+  not hold, not significant" or "does not hold, untested (no per-user values)" (a reversal inside
+  the noise, or untested, is no refutation), "does not hold, by a rule on the numbers";
+  **missing**: runs missing.
 - **What the tests do not cover**: they take the paper's protocol as given: epochs selected
   on the test split (see the `honest` rows for what that costs), one data split, and, for the
   claims about a grid's best cell (Li et al.), the choice of the best cell itself (a winner's

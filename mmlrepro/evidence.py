@@ -23,8 +23,12 @@ claims counted once. Evidence levels of a claim (:data:`CLAIM_LEVELS`):
 - "untested (no per-user values)": the claimed sign, a part that cannot be tested (one seed and
   no per-user values); the tests of its other parts are still shown (:attr:`Claim.parts_text`);
 - "no test (a rule on the numbers)": a claim that is a rule on numbers alone (e.g. a stop epoch);
-- "does not hold": a part with the wrong sign (even if another part lacks runs), or the claim's
-  rule fails;
+- "does not hold, …": a part with the wrong sign (even if another part lacks runs), or the claim's
+  rule fails. The reversal is graded like a claim that holds, on its own test (the deciding
+  part's p-value, corrected by Holm with the family): "does not hold, significant over users, 1
+  seed" (and the other significant levels), "does not hold, not significant", "does not hold,
+  untested (no per-user values)"; a rule that fails on the numbers alone reads "does not hold, by
+  a rule on the numbers". A reversal inside the noise is not a refutation, and says so;
 - "missing": runs missing.
 
 A claim about a gain the paper gives also says how ours compares (:attr:`Claim.vs_paper`): whether
@@ -56,11 +60,14 @@ SIG_SEEDS = "significant over seeds (no per-user values)"
 NOT_SIG = "not significant"
 UNTESTED = f"untested ({NO_PER_USER})"
 RULE_ONLY = "no test (a rule on the numbers)"
-FAILS = "does not hold"
+FAILS = "does not hold"        # the verdict; its evidence levels grade the reversal (FAILS_LEVELS)
 MISSING = "missing"
-CLAIM_LEVELS = (SIG_BOTH, SIG_USERS, SIG_SEEDS, NOT_SIG, UNTESTED, RULE_ONLY, FAILS, MISSING)
 TESTED_LEVELS = (SIG_BOTH, SIG_USERS, SIG_SEEDS)           # the claimed sign, and a test says it is not noise
 SIGN_ONLY_LEVELS = (NOT_SIG, UNTESTED, RULE_ONLY)           # the claimed sign, without a significant test
+FAILS_RULE = f"{FAILS}, by a rule on the numbers"
+FAILS_TESTED_LEVELS = tuple(f"{FAILS}, {v}" for v in TESTED_LEVELS)       # a significant reversal
+FAILS_LEVELS = (*FAILS_TESTED_LEVELS, f"{FAILS}, {NOT_SIG}", f"{FAILS}, {UNTESTED}", FAILS_RULE)
+CLAIM_LEVELS = (*TESTED_LEVELS, *SIGN_ONLY_LEVELS, *FAILS_LEVELS, MISSING)
 
 
 def _seeds(n: int) -> str:
@@ -195,12 +202,13 @@ class Claim:
 
     @property
     def decides(self) -> PartTest | None:
-        """The part that decides: the one with the most negative gain if any part with runs has
-        the wrong sign, else the one with the largest p-value (an untestable part first), the
-        smallest gain among equals; None when runs are missing or for a rule alone."""
+        """The part that decides: if any part with runs has the wrong sign, the reversal best
+        tested (the smallest p-value; untested ones after, the most negative gain among equals),
+        else the one with the largest p-value (an untestable part first), the smallest gain among
+        equals; None when runs are missing or for a rule alone."""
         wrong = [t for t in self.tests if not t.missing and t.gain < 0]
         if wrong:
-            return min(wrong, key=lambda t: t.gain)
+            return min(wrong, key=lambda t: (math.isnan(t.p), 0.0 if math.isnan(t.p) else t.p, t.gain))
         if self.missing or not self.tests:
             return None
         return max(self.tests, key=lambda t: (math.inf if math.isnan(t.p) else t.p, -t.gain))
@@ -211,8 +219,17 @@ class Claim:
         return None if test is None else self.parts[self.tests.index(test)]
 
     @property
+    def reversed(self) -> bool:
+        """Whether a part with runs has the wrong sign (then it decides, :attr:`decides`)."""
+        return any(not t.missing and t.gain < 0 for t in self.tests)
+
+    @property
     def p(self) -> float:
-        """The claim's p-value: the largest of its parts' (NaN unless every part is tested)."""
+        """The claim's p-value: for a claim with a part of the wrong sign, that reversal's
+        (two-sided, so it tests the reversal; NaN untested); else the largest of its parts' (NaN
+        unless every part is tested)."""
+        if self.reversed:
+            return self.decides.p
         if self.missing or not self.tests or not all(t.tested for t in self.tests):
             return NAN
         return max(t.p for t in self.tests)
@@ -221,7 +238,7 @@ class Claim:
     def holds(self) -> bool | None:
         """False when a part with runs has the wrong sign (whatever the other parts: the claim
         needs every part), else None when runs are missing, else whether the rule holds."""
-        if any(not t.missing and t.gain < 0 for t in self.tests):
+        if self.reversed:
             return False
         if self.missing:
             return None
@@ -237,15 +254,20 @@ class Claim:
         if self.holds is None:
             return MISSING
         if not self.holds:
-            return FAILS
+            return f"{FAILS}, {self._tested_level([self.decides])}" if self.reversed else FAILS_RULE
         if not self.tests:
             return RULE_ONLY
+        return self._tested_level(self.tests)
+
+    def _tested_level(self, tests: Sequence[PartTest]) -> str:
+        """How far ``tests`` (every part, or the reversed one) are tested: untested without a
+        p-value, not significant at p_Holm > α or a gain of 0, else over what they are."""
         if math.isnan(self.p_holm):
             return UNTESTED
         if self.p_holm > ALPHA or self.decides.gain == 0:
             return NOT_SIG
-        users = all(not math.isnan(t.p_users) for t in self.tests)
-        seeds = all(not math.isnan(t.p_seeds) for t in self.tests)
+        users = all(not math.isnan(t.p_users) for t in tests)
+        seeds = all(not math.isnan(t.p_seeds) for t in tests)
         return SIG_BOTH if users and seeds else (SIG_USERS if users else SIG_SEEDS)
 
     @property

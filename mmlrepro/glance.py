@@ -23,6 +23,7 @@ from mmlrepro.catalogue import DATASETS, FIGURE3_NEGATIVES
 from mmlrepro.evidence import (
     CLAIM_LEVELS,
     FAILS,
+    FAILS_LEVELS,
     MISSING,
     REPRODUCED_SEEDS,
     SIGN_ONLY_LEVELS,
@@ -176,12 +177,17 @@ def _fails(r: dict) -> str | None:
         return f"{len(bad)} {verb} by more than ±5 % (largest {worst['rel_diff']:+.1%}: {_cell_name(worst)})"
     if "_claims" not in r:
         return None
-    bad = r["_claims"][r["_claims"]["evidence"] == FAILS]
+    bad = r["_claims"][r["_claims"]["evidence"].str.startswith(FAILS)]
     if bad.empty:
         return None
-    listed = f" ({'; '.join(bad['claim'])})" if len(bad) <= 2 else ""
+    # how each fails, graded like a claim that holds: "significant over users, 1 seed: 1 · untested ...: 2"
+    grades = [v.removeprefix(f"{FAILS}, ") for v in bad["evidence"]]
+    if len(bad) <= 2:       # named, each with how it fails: "(claim [untested (no per-user values)])"
+        how = "; ".join(f"{c} [{g}]" for c, g in zip(bad["claim"], grades, strict=True))
+    else:                   # counted by how they fail: "(significant over users, 1 seed: 1 · untested ...: 2)"
+        how = _counts(grades, [v.removeprefix(f"{FAILS}, ") for v in FAILS_LEVELS])
     verb = "does not hold" if len(bad) == 1 else "do not hold"
-    return f"{len(bad)} of {r['n']} {_claims_name(r)} {verb}{listed}"
+    return f"{len(bad)} of {r['n']} {_claims_name(r)} {verb} ({how})"
 
 
 def _missing(r: dict) -> str | None:
@@ -201,8 +207,11 @@ def _missing(r: dict) -> str | None:
     if r["what"].startswith("lr_reduce") and not levels:
         return "no lr_reduce run"
     absent, untested = levels.count(MISSING), levels.count(UNTESTED)
+    reversed_untested = levels.count(f"{FAILS}, {UNTESTED}")
     bits = ([f"{absent} of {r['n']} {_claims_name(r)} lack runs"] if absent else []) + (
-        [f"{untested} of {r['n']} {_claims_name(r)} untested (no per-user values)"] if untested else [])
+        [f"{untested} of {r['n']} {_claims_name(r)} untested (no per-user values)"] if untested else []) + (
+        [f"{reversed_untested} of {r['n']} {_claims_name(r)} reversed but untested (no per-user values)"]
+        if reversed_untested else [])
     return ", ".join(bits) or None
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 from mmlrepro import catalogue as cat
 from mmlrepro import comparison as ex
 from mmlrepro.appendix import render_appendix, verification_table
+from mmlrepro.evidence import FAILS
 from mmlrepro.files import atomic_write_text, check_writable, check_writable_file
 from mmlrepro.markdown import (
     devices_note,
@@ -67,8 +68,14 @@ READING_EVIDENCE = """\
   move it more than the interval says); **not significant**; **untested (no per-user values)**
   (the claimed sign, but a part cannot be tested; the other parts' tests are listed); **no test
   (a rule on the numbers)**; **does not hold** (a part has the wrong sign, or a further condition
-  fails); **missing** (runs missing). A claim about a gain also sets ours beside the paper's:
-  inside, above or below our 95 % interval over users, or, without one, the ratio of the gains.
+  fails), graded by the reversal's own test: **does not hold, significant …** (the wrong sign
+  beats the noise), **does not hold, not significant** or **does not hold, untested** (the wrong
+  sign, inside the noise or untested: not a refutation), **does not hold, by a rule on the
+  numbers**; **missing** (runs missing). In the notebooks ✓ marks a claim that holds by a
+  significant test, ○ the paper's sign without one, ✗ a significant reversal or a failed rule,
+  (✗) a reversal without a significant test. A claim about a gain also sets ours beside the
+  paper's: inside, above or below our 95 % interval over users, or, without one, the ratio of
+  the gains.
 - The tests take the paper's protocol as given: epochs selected on the test split (the honest
   rows say what that costs), one data split, the best cell of a grid chosen on the same data.
   Details: the appendix's *Reading the numbers*.
@@ -227,7 +234,7 @@ def _low_n_note(claims: pd.DataFrame) -> list[str]:
     figure's statement and the paper's table disagree there."""
     t3 = reported_frame("table3").set_index(["loss", "dataset", "metric"])["reported"]
     found = []
-    for claim in claims[claims["evidence"] == "does not hold"]["claim"]:
+    for claim in claims[claims["evidence"].str.startswith(FAILS)]["claim"]:
         match = _LOW_N.match(claim)
         if match is None:
             continue

@@ -98,7 +98,8 @@ def test_claims_carry_their_evidence_level(store):
     level = claims["evidence"]
     assert level["Table 3: gowalla recall@20: MML beats MSE"] == "significant (users and seeds)"
     assert level["Table 3: yelp2018 recall@20: MML beats MSE"] == "significant over users, 1 seed"
-    assert level["Table 3: yelp2018 recall@20: MML beats BPR, hinge, softmax CE, MSE and CCL"] == "does not hold"
+    assert level["Table 3: yelp2018 recall@20: MML beats BPR, hinge, softmax CE, MSE and CCL"] == \
+        "does not hold, untested (no per-user values)"
     assert level["Table 3: gowalla ndcg@20: MML beats BPR, hinge, softmax CE, MSE and CCL"] == "missing"
     assert level["Gowalla: MML beats CCL and BSL on Recall@20 but trails BSL on NDCG@20"] == "missing"
     # partially tested: MML > MSE has per-user values, the other four parts do not
@@ -148,14 +149,15 @@ def test_the_at_a_glance_counts(store):
                                    "differs at 3 seeds: 2 · differs at 1 seed: 1 · missing: 12")
     assert t3.loc["claims", "n"] == 9
     assert t3.loc["claims", "evidence"] == ("significant (users and seeds): 2 · significant over users, 1 seed: 2 · "
-                                            "untested (no per-user values): 1 · does not hold: 1 · missing: 3")
+                                            "untested (no per-user values): 1 · does not hold, untested (no per-user values): 1 · "
+                                            "missing: 3")
     # Table 3's MF runs at N = 100 are Figure 3 points: MML on both datasets, CCL on Yelp2018
     f3 = glance.table("Figure 3").set_index("what")
     assert f3.loc["points present", "n"] == "3 / 36"
     assert f3.loc["points present", "evidence"].startswith("at 1 seed: 2 · at 3 seeds: 1 · missing: 33 (by N: 10: 0/6")
     # Yelp2018 N = 100: CCL's Recall@20 above MML's decides "MML ≥ CCL and BSL for N ≤ 100" although
     # its other N lack runs
-    assert f3.loc["claims", "evidence"] == "does not hold: 1 · missing: 11"
+    assert f3.loc["claims", "evidence"] == "does not hold, untested (no per-user values): 1 · missing: 11"
     assert glance.holds == ("Table 3: 13 of 28 numbers within ±5 % (reproduced (3 seeds, within ±5 %): 2 · "
                                    "agrees at 1 seed: 11), 4 of 9 claims hold by a significant test "
                                    "(significant (users and seeds): 2 · significant over users, 1 seed: 2), "
@@ -163,13 +165,15 @@ def test_the_at_a_glance_counts(store):
                                    "(untested (no per-user values): 1).")
     assert glance.fails.startswith("Table 3: 3 numbers differ by more than ±5 % (largest -10.0%") or \
         glance.fails.startswith("Table 3: 3 numbers differ by more than ±5 % (largest +10.0%")
-    assert "1 of 9 claims does not hold (Table 3: yelp2018 recall@20: MML beats BPR" in glance.fails
+    assert ("1 of 9 claims does not hold (Table 3: yelp2018 recall@20: MML beats BPR, hinge, softmax CE, MSE and CCL "
+            "[untested (no per-user values)])") in glance.fails
     assert glance.fails.endswith("Figure 3: 1 of 12 claims does not hold (Figure 3, yelp2018, recall@20: MML ≥ CCL "
-                                 "and BSL for N ≤ 100).")
+                                 "and BSL for N ≤ 100 [untested (no per-user values)]).")
     assert glance.missing == ("Table 3: 12 of 28 numbers have no run, 12 of 28 numbers have fewer than 3 seeds, "
-                              "3 of 9 claims lack runs, 1 of 9 claims untested (no per-user values); "
+                              "3 of 9 claims lack runs, 1 of 9 claims untested (no per-user values), "
+                              "1 of 9 claims reversed but untested (no per-user values); "
                               "Figure 3: 33 of 36 points (none at N = 10, 50, 200, 400, 800), 11 of 12 claims "
-                              "lack runs.")
+                              "lack runs, 1 of 12 claims reversed but untested (no per-user values).")
     text = glance.markdown()
     assert text.startswith("| Table 3 | n | evidence |\n|---|---|---|\n| numbers (paper value ±5 %) | 28 |")
     assert text.rstrip().splitlines()[-3].startswith("- **What holds**: Table 3:")
@@ -205,12 +209,18 @@ def test_claim_levels_from_their_tests():
     assert level(_test(0.0, 0.0, 0.0, 1.0)) == "not significant"                  # identical runs
     assert level(_test(0.05)) == "untested (no per-user values)"
     assert level(_test(0.05, 0.01, 0.09, 1e-4), _test(0.02)) == "untested (no per-user values)"
-    assert level(_test(-0.01, -0.02, 0.0, 0.04)) == "does not hold"
-    assert level(_test(0.05, 0.01, 0.09, 1e-4), rule=False) == "does not hold"
+    # a reversal is graded by its own test: significant, not significant, untested; a failed rule apart
+    assert level(_test(-0.01, -0.02, -0.001, 0.04)) == "does not hold, significant over users, 1 seed"
+    assert level(_test(-0.01, -0.02, 0.0, 0.2)) == "does not hold, not significant"
+    assert level(_test(-0.01)) == "does not hold, untested (no per-user values)"
+    assert level(_test(-0.02, -0.03, -0.01, 1e-4, 1e-3, 3)) == "does not hold, significant (users and seeds)"
+    # the reversal decides, not the claim's other parts: a tested, significant part of the right sign beside it
+    assert level(_test(0.05, 0.01, 0.09, 1e-4), _test(-0.01)) == "does not hold, untested (no per-user values)"
+    assert level(_test(0.05, 0.01, 0.09, 1e-4), rule=False) == "does not hold, by a rule on the numbers"
     assert level(_test(0.05), rule=None) == "missing"
     assert level(ev.PartTest(*[float("nan")] * 5, True)) == "missing"
     assert ev.Claim("rule", "", rule=True).evidence == "no test (a rule on the numbers)"
-    assert ev.Claim("rule", "", rule=False).evidence == "does not hold"
+    assert ev.Claim("rule", "", rule=False).evidence == "does not hold, by a rule on the numbers"
 
 
 def test_gain_against_the_papers_gain():
@@ -238,7 +248,8 @@ def test_holm_counts_a_comparison_made_by_two_claims_once():
 def test_a_part_with_the_wrong_sign_decides_even_when_another_part_lacks_runs():
     absent = ev.PartTest(*[float("nan")] * 5, True)
     c = ev.Claim("c", "", (_part("a", "b"), _part("a", "c")), (_test(-0.054), absent))
-    assert c.evidence == c.verdict == "does not hold" and c.decides.gain == -0.054
+    assert c.verdict == "does not hold" and c.decides.gain == -0.054
+    assert c.evidence == "does not hold, untested (no per-user values)"
     assert ev.Claim("c", "", (_part("a", "b"), _part("a", "c")), (_test(0.05), absent)).evidence == "missing"
     # a rule computed on missing numbers does not decide: the claim is missing
     assert ev.Claim("c", "", (_part("a", "b"),), (absent,), rule=False).evidence == "missing"

@@ -506,7 +506,7 @@ def test_mark_verdicts_keeps_the_verdict_readable_without_colour():
     assert list(claims["verdict"])[0] == "holds (significant)"  # the input is not changed
     # evidence levels: only a significant test earns the tick; untested claims are not ticked beside tested ones
     from mmlrepro.evidence import (
-        FAILS,
+        FAILS_LEVELS,
         MISSING,
         NOT_SIG,
         RULE_ONLY,
@@ -515,6 +515,7 @@ def test_mark_verdicts_keeps_the_verdict_readable_without_colour():
         SIG_USERS,
         UNTESTED,
     )
-    levels = [SIG_BOTH, SIG_USERS, SIG_SEEDS, NOT_SIG, UNTESTED, RULE_ONLY, FAILS, MISSING]
-    marked = mark_verdicts(pd.DataFrame({"claim": list("abcdefgh"), "evidence": levels}))["evidence"]
-    assert [m.split(" ", 1)[0] for m in marked] == ["✓", "✓", "✓", "○", "○", "○", "✗", "–"]
+    levels = [SIG_BOTH, SIG_USERS, SIG_SEEDS, NOT_SIG, UNTESTED, RULE_ONLY, *FAILS_LEVELS, MISSING]
+    marked = mark_verdicts(pd.DataFrame({"claim": range(len(levels)), "evidence": levels}))["evidence"]
+    assert [m.split(" ", 1)[0] for m in marked] == ["✓", "✓", "✓", "○", "○", "○", "✗", "✗", "✗", "(✗)", "(✗)",
+                                                    "✗", "–"]

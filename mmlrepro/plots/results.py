@@ -306,15 +306,24 @@ def mark_verdicts(claims: pd.DataFrame) -> pd.DataFrame:
     """``claims`` with each evidence level (or verdict) prefixed by ✓ (holds by a significant
     test: :data:`mmlrepro.evidence.TESTED_LEVELS`, "holds (significant)"), ○ (the paper's sign
     without a significant test: :data:`mmlrepro.evidence.SIGN_ONLY_LEVELS`, "holds (not
-    significant)", a bare "holds"), ✗ (does not hold) or – (missing), so the verdict survives
-    where colours do not (a notebook as GitHub renders it), and an untested claim is never
-    ticked beside a tested one."""
-    from mmlrepro.evidence import FAILS, SIGN_ONLY_LEVELS, TESTED_LEVELS
+    significant)", a bare "holds"), ✗ (does not hold: a significant reversal, a failed rule, a
+    bare "does not hold"), (✗) (the wrong sign without a significant test) or – (missing), so
+    the verdict survives where colours do not (a notebook as GitHub renders it), and an untested
+    claim is never marked like a tested one."""
+    from mmlrepro.evidence import (
+        FAILS,
+        FAILS_RULE,
+        FAILS_TESTED_LEVELS,
+        SIGN_ONLY_LEVELS,
+        TESTED_LEVELS,
+    )
 
     def mark(level: str) -> str:
         level = str(level)
-        if level == FAILS:
+        if level in (FAILS, FAILS_RULE, *FAILS_TESTED_LEVELS):
             symbol = "✗"
+        elif level.startswith(FAILS):
+            symbol = "(✗)"
         elif level in TESTED_LEVELS or level == "holds (significant)":
             symbol = "✓"
         elif level in SIGN_ONLY_LEVELS or level.startswith("holds"):

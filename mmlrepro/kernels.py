@@ -9,7 +9,8 @@ One module (``mmlrepro/csrc``: ``bindings.cpp`` and one file per kernel), two ke
   backward however often it was drawn, and writes the table's dense gradient in one sequential
   pass. Both compute the same function to float rounding; they are not bit-identical (the
   kernel sums in its own fixed order, PyTorch in MKL's), so a run is verified with the path it
-  was trained with (``provenance.negatives_scores``, :func:`mmlrepro.verify.compiled_scores`).
+  was trained with (``provenance.negatives_scores``, :func:`trained_with_compiled_scores`), and
+  trained again with it when it replaces a stored run (:func:`mmlrepro.runner.run`).
 - **MML's margin penalty** Σ_k w_k·relu(s − m_k) and its gradient
   (:func:`mmlrepro.losses.margin_penalty`, SPEC §5, ``margin_penalty.cpp``): one pass each way
   where the PyTorch loop over the K margins makes about 4K, with the same operations in the same
@@ -33,8 +34,10 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -44,6 +47,8 @@ SOURCES = tuple(Path(__file__).parent / "csrc" / name
 # the CPU has them, nor (fixed lanes, csrc) on its vector width
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]
 ENV_SWITCH = "MMLREPRO_KERNELS"   # "0": never build or use the compiled kernels
+COMPILED_SCORES = "compiled kernel"  # provenance.negatives_scores of a run scored by the kernel ...
+PYTORCH_SCORES = "pytorch"           # ... and of one scored by the PyTorch path
 MODULE = "mmlrepro_kernels"
 STALE_LOCK_S = 600.0   # a build lock older than this was left by a killed build
 
@@ -135,3 +140,11 @@ compiled_kernels = functools.cache(load_kernels)
 compiled_kernels.__doc__ = ("The compiled kernels' module (``gathered_cosine_forward``/``_backward``, "
                             "``margin_penalty_forward``/``_backward``) or None, loaded once per "
                             "process (:func:`load_kernels`).")
+
+
+def trained_with_compiled_scores(provenance: Mapping[str, Any]) -> bool:
+    """Whether a stored run scored its negatives with the compiled kernel: its
+    ``provenance["negatives_scores"]`` says so. A run stored before the kernel has no such entry
+    and took the PyTorch path. The two paths agree to float rounding only, so a run is verified,
+    and trained again, with the path it was stored with."""
+    return provenance.get("negatives_scores") == COMPILED_SCORES

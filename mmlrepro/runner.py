@@ -28,6 +28,7 @@ from mmlrepro.data import KNOWN_FINGERPRINTS, Dataset
 from mmlrepro.devices import resolve_device
 from mmlrepro.files import atomic_write, atomic_write_json, check_writable, describe_error
 from mmlrepro.jobs import Workers, train_parallel
+from mmlrepro.kernels import COMPILED_SCORES, PYTORCH_SCORES, trained_with_compiled_scores
 from mmlrepro.leases import Leases
 from mmlrepro.linear.runs import run_linear_group
 from mmlrepro.per_user import save_per_user
@@ -137,7 +138,9 @@ def run(config: RunConfig, *, results_dir: str | Path | None = None, store: Resu
 
     ``dataset`` is the run's source data (default: loaded from ``config.dataset``); the key
     includes its fingerprint, so a stored run of other data is never served. With ``force`` the
-    run is trained again and replaces the stored one (which is set aside, not deleted).
+    run is trained again and replaces the stored one (which is set aside, not deleted), scoring
+    its negatives by the path the stored one took (:func:`mmlrepro.kernels.trained_with_compiled_scores`;
+    a ``compiled_scores`` given overrides it), so the retrained history can be compared with it.
     A run to train is leased in the store first, as ``reproduce`` leases its runs
     (:mod:`mmlrepro.leases`): while another live process holds the lease this raises
     :class:`StoreError` naming it, before any compute (a stale lease is taken over).
@@ -178,6 +181,12 @@ def _stored_or_trained(config: RunConfig, store: ResultsStore, dataset: Dataset 
     if note := _data_note(config, source):
         log(note)
     log(f"training {config.label()} #{config.key(fingerprint)}: {config.settings()}")
+    if force and "compiled_scores" not in train_kwargs and (stored := store.get(config, fingerprint)) is not None:
+        # the paths agree to float rounding only: the stored run's, so the histories compare bit for bit
+        train_kwargs["compiled_scores"] = trained_with_compiled_scores(stored.provenance)
+        path = COMPILED_SCORES if train_kwargs["compiled_scores"] else PYTORCH_SCORES
+        log(f"{config.label()}: its negatives are scored by the {path} path, as the stored run's were, so the two "
+            "histories can be compared bit for bit on the same CPU")
     result = train(config, dataset=source, **train_kwargs)
     _save(store, result, replace=force)
     return result

@@ -30,6 +30,7 @@ from mmlrepro.config import RunConfig
 from mmlrepro.data import Dataset
 from mmlrepro.devices import device_name, resolve_device, run_device
 from mmlrepro.files import check_writable, stderr
+from mmlrepro.kernels import COMPILED_SCORES, PYTORCH_SCORES
 from mmlrepro.losses import get_loss
 from mmlrepro.metrics import EvalIndex, evaluate
 from mmlrepro.models import MF, SimpleX, kernel_scores
@@ -184,7 +185,7 @@ class _Run:
     model: nn.Module
     step: ExactStep
     loss_fn: Callable[..., torch.Tensor]
-    scores: str                 # "compiled kernel" or "pytorch"
+    scores: str                 # COMPILED_SCORES or PYTORCH_SCORES
     here: str                   # device_name, kept per epoch: a resumed run may finish elsewhere
 
     @property
@@ -215,8 +216,8 @@ def _set_up(config: RunConfig, source: Dataset, device: torch.device, compiled_s
     model = build_model(config, selection_data).to(device)
     model.compiled_scores = compiled_scores
     rows = min(config.batch_size, train_users.shape[0])
-    scores = ("compiled kernel" if compiled_scores and kernel_scores(
-        device, rows * (config.n_negatives + 1), selection_data.n_items) else "pytorch")
+    scores = (COMPILED_SCORES if compiled_scores and kernel_scores(
+        device, rows * (config.n_negatives + 1), selection_data.n_items) else PYTORCH_SCORES)
     reg_full = config.reg_lambda if config.reg_form == "full_table" else 0.0
     step = ExactStep(model, config.lr, reg_full, config.grad_clip, device)
     return _Run(config, device, fingerprint, config.key(fingerprint), data, selection_data, train_users,

@@ -40,6 +40,7 @@ from mmlrepro.config import RunConfig
 from mmlrepro.data import Dataset
 from mmlrepro.devices import cpu_model, device_name, resolve_device, stretches
 from mmlrepro.files import check_writable
+from mmlrepro.kernels import trained_with_compiled_scores
 from mmlrepro.preflight import load_run_dataset
 from mmlrepro.results import ResultsStore, git_commit
 from mmlrepro.train import train
@@ -253,7 +254,7 @@ def compiled_scores(record: Mapping[str, Any]) -> bool:
     provenance says so. Runs stored before the kernel (no such entry) trained with the PyTorch
     path and are verified with it: the two agree to float rounding only, and on Gowalla
     MF + MSE N = 100 that rounding grew to 8.5e-3 in Recall@20 in one epoch (docs/cpu_profiles.md)."""
-    return record.get("provenance", {}).get("negatives_scores") == "compiled kernel"
+    return trained_with_compiled_scores(record.get("provenance", {}))
 
 
 def _stored_device(record: Mapping[str, Any], epochs: int) -> str:

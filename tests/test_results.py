@@ -94,6 +94,36 @@ def test_force_retrains_and_sets_the_old_record_aside(tmp_path):
         store.put(result)  # never replaced without being asked
 
 
+@pytest.mark.parametrize("stored, expected", [("pytorch", False), ("compiled kernel", True), (None, False)])
+def test_force_retrains_with_the_stored_runs_scores_path(tmp_path, monkeypatch, stored, expected):
+    """The compiled and PyTorch scores agree to float rounding only: a run trained again to
+    replace a stored one takes the stored one's path (none recorded: stored before the kernel,
+    the PyTorch path), so its history can be compared with the stored one bit for bit."""
+    from mmlrepro.train import train
+
+    store = ResultsStore(tmp_path, log=None)
+    first = run(CONFIG, store=store, checkpoint_dir=tmp_path / "ckpt")
+    record = json.loads(store.path(KEY).read_text())
+    record["provenance"].pop("negatives_scores", None)
+    if stored is not None:
+        record["provenance"]["negatives_scores"] = stored
+    atomic_write_json(record, store.path(KEY))
+    seen, lines = [], []
+
+    def spy(config, **kwargs):
+        seen.append(kwargs.get("compiled_scores"))
+        return train(config, **kwargs)
+
+    monkeypatch.setattr(runner_mod, "train", spy)
+    again = run(CONFIG, store=store, force=True, checkpoint_dir=tmp_path / "ckpt", log=lines.append)
+    assert seen == [expected]
+    assert any(("compiled kernel" if expected else "pytorch") in line and "bit for bit" in line for line in lines)
+    assert again.history[0]["loss"] == first.history[0]["loss"]     # this tiny run takes the PyTorch path either way
+    # a path asked for is kept
+    run(CONFIG, store=store, force=True, checkpoint_dir=tmp_path / "ckpt", log=None, compiled_scores=not expected)
+    assert seen[-1] is (not expected)
+
+
 @pytest.mark.parametrize("content, why", [
     ("not json {", "does not parse"),
     (f'{{"schema": {SCHEMA_VERSION}}}', "lacks"),

@@ -353,7 +353,9 @@ def test_the_committed_paper_records_keep_their_keys():
     records = ResultsStore(None, log=None).records()
     paper = [r for r in records if r["config"]["profile"] == "paper"]
     migrated = [r for r in paper if "migrated" in r["provenance"]]
-    assert len(migrated) >= 29
+    # the store only grows (34 paper runs on 2026-12-06); the migrated ones shrink as runs are
+    # retrained (a retrained record is trained under schema 4, with no "migrated" entry)
+    assert len(paper) >= 34 and migrated
     for r in paper:
         config = RunConfig.from_dict(r["config"])
         assert r["key"] == v3_key(config, r["data_fingerprint"]) == config.key(r["data_fingerprint"])

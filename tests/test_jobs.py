@@ -134,7 +134,8 @@ def test_expected_seconds_come_from_stored_runs_alike(tmp_path, monkeypatch):
     store = ResultsStore(tmp_path)
     alike, other = config.replace(seed=3, loss="ccl"), config.replace(model="simplex")
     got = expected_seconds(store, [config, alike, other])
-    assert got[config.label()] == result.timings["train_s"] + result.timings["eval_s"]
+    # minutes * 60 round-trips the stored seconds through a division: equal up to float rounding
+    assert got[config.label()] == pytest.approx(result.timings["train_s"] + result.timings["eval_s"], rel=1e-12)
     assert got[alike.label()] == got[config.label()]     # same profile, dataset and model
     assert got[other.label()] is None
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -194,7 +194,6 @@ class Claim:
     tests: tuple[PartTest, ...] = ()
     rule: bool | None = True
     p_holm: float = NAN
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def missing(self) -> bool:

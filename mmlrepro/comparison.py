@@ -34,6 +34,7 @@ from mmlrepro.frames import (
     linear_results,
     mean_interval,
     profile_label,
+    reruns_on_another_cpu,
     runs_vs_reported,
 )
 from mmlrepro.glance import Glance, at_a_glance
@@ -46,5 +47,5 @@ __all__ = [
     "OWN_MONITOR", "Part", "PartTest", "QUICK_LABEL", "SPEC_STOPPING_RULE", "STOPPING_RULES", "TABLE3_LOSSES",
     "Tester", "at_a_glance", "cell_label", "cell_level", "claim", "claims_display", "claims_frame", "compare",
     "family", "group_runs", "learning_curves", "linear_results", "mean_interval", "profile_label", "reported",
-    "reported_frame", "runs_vs_reported", "seed_noise", "stopping_rules",
+    "reported_frame", "reruns_on_another_cpu", "runs_vs_reported", "seed_noise", "stopping_rules",
 ]

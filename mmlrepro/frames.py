@@ -18,9 +18,10 @@ import pandas as pd
 
 from mmlrepro.catalogue import catalogue_key, configs
 from mmlrepro.config import METRIC_NAMES, RunConfig
+from mmlrepro.devices import cpu_model, stretches
 from mmlrepro.evidence import cell_level
 from mmlrepro.reported import LOSS_NAMES, METRICS, MODEL_NAMES, paper_stop_epoch, reported_frame
-from mmlrepro.results import ResultsStore, default_results_dir, load_results
+from mmlrepro.results import ResultsStore, default_results_dir, load_results, reported_of
 from mmlrepro.selection import early_stop_epochs
 from mmlrepro.stats import seed_interval
 
@@ -116,6 +117,36 @@ def early_stop_table(runs: pd.DataFrame) -> pd.DataFrame:
                      "stopped_after": ", ".join(str(int(e)) for e in sub["epochs_run"]),
                      "best_epoch": ", ".join(str(int(e)) for e in sub["best_epoch"])})
     return pd.DataFrame(rows, columns=columns)
+
+
+def reruns_on_another_cpu(runs: pd.DataFrame, results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Each of ``runs`` that was trained again on another CPU model, same seed and code path: its
+    set-aside earlier record (:meth:`mmlrepro.results.ResultsStore.set_aside_records`) beside
+    the stored one. The two differ only by the CPUs' floating-point rounding, so the change is the
+    size of that noise; an early-stopped run's stop epoch can move with it. One row per earlier
+    record: ``run``, ``early_stop``, ``then`` and ``now`` (CPU models), ``stopped_after`` and
+    ``selected_epoch`` ("then → now"), and per metric of :data:`METRICS` the two values and
+    ``change_<metric>`` (now / then − 1)."""
+    def cpus(device: str) -> str:
+        return ", ".join(dict.fromkeys(cpu_model(d) for d in stretches(device)))
+
+    store, rows = ResultsStore(results_dir, log=None), []
+    for run in runs.itertuples():
+        for old in store.set_aside_records(run.key):
+            if cpus(old["device"]) == cpus(run.device):
+                continue
+            row = {"run": f"{MODEL_NAMES.get(run.model, run.model)} + {LOSS_NAMES.get(run.loss, run.loss)}, "
+                          f"{run.dataset}, N {run.n_negatives}, seed {run.seed}",
+                   "early_stop": "Y" if run.selection == "early_stop" else "N",
+                   "then": cpus(old["device"]), "now": cpus(run.device),
+                   "stopped_after": f"{old['last']['epoch']} → {run.epochs_run}",
+                   "selected_epoch": f"{old['best']['epoch']} → {run.best_epoch}"}
+            for metric in METRICS:
+                then, now = reported_of(old)[metric], float(runs.loc[run.Index, metric])
+                row[metric] = f"{then:.4f} → {now:.4f}"
+                row[f"change_{metric}"] = now / then - 1.0
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------

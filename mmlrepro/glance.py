@@ -202,7 +202,7 @@ def _missing(r: dict) -> str | None:
     if "_by_n" in r:
         empty = [str(n) for n, k in r["_by_n"].items() if k == 0]
         absent = levels.count(MISSING)
-        return (f"{absent} of {FIGURE3_POINTS} points" + (f" (none at N = {', '.join(empty)})" if empty else "")
+        return (f"{absent} of {FIGURE3_POINTS} points have no run" + (f" (none at N = {', '.join(empty)})" if empty else "")
                 if absent else None)
     if r["what"].startswith("lr_reduce") and not levels:
         return "no lr_reduce run"

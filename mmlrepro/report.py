@@ -156,13 +156,46 @@ def _paper_group_section(title: str, group: str, results_dir: Any, cell_cols: li
         lines.append(f"{len(missed)} of {len(table)} numbers miss the ±5% band. The runs' settings, "
                      "checked field by field against SPEC §8:\n")
         lines.append("\n".join(_spec_checks(group, "paper", results_dir)) + "\n")
+        early = int((missed.get("early_stop", pd.Series(dtype=str)) == "Y").sum())
+        if early:
+            lines.append(f"{'All' if early == len(missed) else f'{early} of the'} {len(missed)} are early-stopped "
+                         "(ES = Y) numbers, whose stop epoch "
+                         "moves with training noise: see how far CPU rounding alone moved them below the "
+                         "early-stopped runs' table.\n")
     lines.append(epoch_one_note(group, results_dir))
     lines += _claims_lines(res["claims"])
     if not res.get("stops", pd.DataFrame()).empty:
         lines.append("\nEarly-stopped runs: the epoch each stopped after (one per seed) and its selected "
                      "epoch, beside the stop epoch the paper's text gives (it does not say for which "
                      "dataset):\n\n" + markdown_table(res["stops"]))
-    return lines
+    return lines + _reruns_lines(group, results_dir)
+
+
+def _reruns_lines(group: str, results_dir: Any) -> list[str]:
+    """The runs of ``group`` trained again on another CPU (:func:`mmlrepro.frames.reruns_on_another_cpu`)
+    and how far the CPUs' rounding alone moved their numbers: early-stopped runs apart."""
+    reruns = ex.reruns_on_another_cpu(ex.group_runs(group, "paper", results_dir), results_dir)
+    if reruns.empty:
+        return []
+    changes = [c for c in reruns.columns if c.startswith("change_")]
+    shift = reruns[changes].abs().max(axis=1)
+    text = (f"\n{len(reruns)} of these runs were trained again on another CPU with the same config and "
+            "seed (the earlier record is kept in `results/set_aside/`), so the two differ by the CPUs' "
+            "floating-point rounding: ")
+    parts = []
+    for es, what in (("N", "the runs of 100 epochs"), ("Y", "the early-stopped runs")):
+        mask = reruns["early_stop"] == es
+        if mask.any():
+            parts.append(f"{what} ({int(mask.sum())}) moved by at most {shift[mask].max():.1%}")
+    text += "; ".join(parts) + "."
+    early = reruns[reruns["early_stop"] == "Y"]
+    moved = early[early["stopped_after"].map(lambda s: len(set(s.split(" → "))) > 1)]
+    if len(moved):
+        text += (f" Rounding alone moved where {len(moved)} of the {len(early)} early-stopped runs stop, "
+                 "so an ES = Y number, and a claim between two of them, is one draw of the stop epoch: "
+                 "only seeds can say how far it varies.")
+    shown = reruns.drop(columns=changes).rename(columns={"early_stop": "ES"})
+    return [text + "\n\n" + markdown_table(shown)]
 
 
 def _spec_checks(group: str, profile: str, results_dir: Any) -> list[str]:

@@ -262,13 +262,14 @@ class ResultsStore:
         check_writable(self.per_user_dir, "results store")
 
     @staticmethod
-    def _check_file(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-        """``(record, None)`` for a valid current record at ``path``, else ``(None, why)``."""
+    def _check_file(path: Path, key: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
+        """``(record, None)`` for a valid current record of ``key`` (default: the file's name) at
+        ``path``, else ``(None, why)``."""
         try:
             record = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             return None, f"does not parse ({err.__class__.__name__}: {err})"
-        why = check_record(record, path.stem)
+        why = check_record(record, key or path.stem)
         return (record, None) if why is None else (None, why)
 
     def _read(self, path: Path) -> dict[str, Any] | None:
@@ -362,6 +363,13 @@ class ResultsStore:
     def per_user_path(self, key: str) -> Path:
         """Where run ``key``'s per-user values are (or would be) stored."""
         return self.per_user_dir / f"{key}.npz"
+
+    def set_aside_records(self, key: str) -> list[dict[str, Any]]:
+        """The valid records of run ``key`` in ``set_aside/`` (replaced by a rerun of the same key,
+        ``<key>.<UTC time>.json``), oldest first; files of another schema or key are skipped."""
+        folder = self.root / "set_aside"
+        paths = sorted(folder.glob(f"{key}.*.json")) if folder.exists() else []
+        return [record for record, why in (self._check_file(p, key) for p in paths) if why is None]
 
     def records(self) -> list[dict[str, Any]]:
         """Every valid record, sorted by file name; bad files are reported and skipped."""

@@ -172,7 +172,7 @@ def test_the_at_a_glance_counts(store):
     assert glance.missing == ("Table 3: 12 of 28 numbers have no run, 12 of 28 numbers have fewer than 3 seeds, "
                               "3 of 9 claims lack runs, 1 of 9 claims untested (no per-user values), "
                               "1 of 9 claims reversed but untested (no per-user values); "
-                              "Figure 3: 33 of 36 points (none at N = 10, 50, 200, 400, 800), 11 of 12 claims "
+                              "Figure 3: 33 of 36 points have no run (none at N = 10, 50, 200, 400, 800), 11 of 12 claims "
                               "lack runs, 1 of 12 claims reversed but untested (no per-user values).")
     text = glance.markdown()
     assert text.startswith("| Table 3 | n | evidence |\n|---|---|---|\n| numbers (paper value ±5 %) | 28 |")

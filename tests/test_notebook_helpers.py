@@ -144,3 +144,37 @@ def test_linear_results_reads_the_linear_folder(tmp_path):
     frame = cmp.linear_results(tmp_path)
     assert frame["recall@20"].tolist() == [0.17, 0.18] and frame["debiased"].tolist() == [False, True]
     assert frame[["method", "lam", "tau_plus", "fit_s"]].iloc[1].tolist() == ["ease", 80.0, 0.05, 2.0]
+
+
+def test_reruns_on_another_cpu_pair_a_rerun_with_its_set_aside_record(tmp_path):
+    from mmlrepro.report import _paper_group_section, _reruns_lines
+    from mmlrepro.results import ResultsStore
+
+    es = cat.paper_config("gowalla", "mf", "ccl", group="table2", selection="early_stop")
+    key = cat.catalogue_key(es)
+    xeon = [(0.10, 0.08), (0.12, 0.09), (0.11, 0.08), (0.11, 0.08), (0.11, 0.08)]   # stops after 5
+    fake_run(tmp_path, es, xeon, device="Intel Xeon (1 threads)")
+    (tmp_path / "set_aside").mkdir()
+    (tmp_path / "runs" / f"{key}.json").rename(tmp_path / "set_aside" / f"{key}.20261206T100000.json")
+    (tmp_path / "set_aside" / f"{key}.20261206T110000.json").write_text("{not json")   # skipped
+    fake_run(tmp_path, es, [(0.10, 0.08), (0.12, 0.09), (0.13, 0.10), (0.12, 0.09)], device="AMD EPYC (2 threads)")
+    paper = cat.paper_config("gowalla", "mf", "ccl", group="table2")   # set aside on the same CPU: left out
+    fake_run(tmp_path, paper, [(0.2, 0.1)], device="AMD EPYC (1 threads)")
+    pkey = cat.catalogue_key(paper)
+    (tmp_path / "runs" / f"{pkey}.json").rename(tmp_path / "set_aside" / f"{pkey}.20261206T100000.json")
+    fake_run(tmp_path, paper, [(0.21, 0.1)], device="AMD EPYC (2 threads)")
+
+    assert [r["device"] for r in ResultsStore(tmp_path).set_aside_records(key)] == ["Intel Xeon (1 threads)"]
+    rows = cmp.reruns_on_another_cpu(cmp.group_runs("table2", "paper", tmp_path), tmp_path)
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert (row["early_stop"], row["then"], row["now"]) == ("Y", "Intel Xeon", "AMD EPYC")
+    assert (row["stopped_after"], row["selected_epoch"], row["recall@20"]) == ("5 → 4", "2 → 3", "0.1200 → 0.1300")
+    assert row["change_recall@20"] == pytest.approx(0.13 / 0.12 - 1)
+    text = _reruns_lines("table2", tmp_path)[0]
+    assert "the early-stopped runs (1) moved by at most 11.1%" in text      # ndcg 0.10 / 0.09 - 1
+    assert "moved where 1 of the 1 early-stopped runs stop" in text
+    assert _reruns_lines("table3", tmp_path) == []
+    section = "\n".join(_paper_group_section("Table 2", "table2", tmp_path, ["model", "loss", "early_stop"]))
+    assert "2 of the 4 are early-stopped (ES = Y) numbers" in section   # the ES = N run misses on both metrics too
+    assert section.endswith(text)

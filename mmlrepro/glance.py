@@ -174,7 +174,10 @@ def _fails(r: dict) -> str | None:
             return None
         worst = bad.loc[bad["rel_diff"].abs().idxmax()]
         verb = "numbers differ" if len(bad) > 1 else "number differs"
-        return f"{len(bad)} {verb} by more than ±5 % (largest {worst['rel_diff']:+.1%}: {_cell_name(worst)})"
+        early = int((bad.get("early_stop", pd.Series(dtype=str)) == "Y").sum())
+        why = (f"; {'all' if early == len(bad) else early} early-stopped, whose stop epoch moves with training "
+               "noise" if early else "")
+        return f"{len(bad)} {verb} by more than ±5 % (largest {worst['rel_diff']:+.1%}: {_cell_name(worst)}{why})"
     if "_claims" not in r:
         return None
     bad = r["_claims"][r["_claims"]["evidence"].str.startswith(FAILS)]

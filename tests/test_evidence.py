@@ -292,3 +292,18 @@ def test_the_quick_profile_is_never_set_beside_the_paper_in_the_report(tmp_path)
     assert "reported" not in quick and "rel. diff" not in quick and "holds" not in quick
     assert "| MML | – | – | 0.0500 | 0.0400 | 1 |" in quick
     assert "No paper-profile run is in the store yet" in render_report(tmp_path, tmp_path / "figures", tmp_path)
+
+
+def test_the_glance_says_when_the_numbers_that_miss_are_early_stopped():
+    import pandas as pd
+
+    from mmlrepro.glance import _fails
+
+    table = pd.DataFrame({"model": ["mf", "mf", "mf"], "loss": ["ccl", "ccl", "mml"], "early_stop": ["Y", "N", "Y"],
+                          "dataset": "gowalla", "metric": "recall@20", "within_5pct": ["no", "no", "yes"],
+                          "rel_diff": [0.06, -0.07, 0.01]})
+    assert _fails({"_table": table}) == ("2 numbers differ by more than ±5 % (largest -7.0%: MF + CCL, ES = N, "
+                                         "gowalla recall@20; 1 early-stopped, whose stop epoch moves with training noise)")
+    only_es = table[table["early_stop"] == "Y"]
+    assert _fails({"_table": only_es}).endswith("(largest +6.0%: MF + CCL, ES = Y, gowalla recall@20; "
+                                                "all early-stopped, whose stop epoch moves with training noise)")

@@ -120,13 +120,13 @@ def early_stop_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def reruns_on_another_cpu(runs: pd.DataFrame, results_dir: str | Path | None = None) -> pd.DataFrame:
-    """Each of ``runs`` that was trained again on another CPU model, same seed and code path: its
-    set-aside earlier record (:meth:`mmlrepro.results.ResultsStore.set_aside_records`) beside
-    the stored one. The two differ only by the CPUs' floating-point rounding, so the change is the
-    size of that noise; an early-stopped run's stop epoch can move with it. One row per earlier
-    record: ``run``, ``early_stop``, ``then`` and ``now`` (CPU models), ``stopped_after`` and
-    ``selected_epoch`` ("then → now"), and per metric of :data:`METRICS` the two values and
-    ``change_<metric>`` (now / then − 1)."""
+    """Each of ``runs`` that was trained again on another CPU model: its set-aside earlier record
+    of the same key (same config, seed and data; :meth:`mmlrepro.results.ResultsStore.set_aside_records`)
+    beside the stored one. The change measures the CPUs' floating-point rounding; an early-stopped
+    run's stop epoch can move with it. One row per earlier record: ``run``, ``early_stop``,
+    ``then`` and ``now`` (CPU models), ``stopped_after`` and ``selected_epoch`` ("then → now"),
+    ``stop_moved``, and per metric of :data:`METRICS` the two values and ``change_<metric>``
+    (now / then − 1)."""
     def cpus(device: str) -> str:
         return ", ".join(dict.fromkeys(cpu_model(d) for d in stretches(device)))
 
@@ -140,7 +140,8 @@ def reruns_on_another_cpu(runs: pd.DataFrame, results_dir: str | Path | None = N
                    "early_stop": "Y" if run.selection == "early_stop" else "N",
                    "then": cpus(old["device"]), "now": cpus(run.device),
                    "stopped_after": f"{old['last']['epoch']} → {run.epochs_run}",
-                   "selected_epoch": f"{old['best']['epoch']} → {run.best_epoch}"}
+                   "selected_epoch": f"{old['best']['epoch']} → {run.best_epoch}",
+                   "stop_moved": old["last"]["epoch"] != run.epochs_run}
             for metric in METRICS:
                 then, now = reported_of(old)[metric], float(runs.loc[run.Index, metric])
                 row[metric] = f"{then:.4f} → {now:.4f}"

@@ -183,18 +183,18 @@ def _reruns_lines(group: str, results_dir: Any) -> list[str]:
             "seed (the earlier record is kept in `results/set_aside/`), so the two differ by the CPUs' "
             "floating-point rounding: ")
     parts = []
-    for es, what in (("N", "the runs of 100 epochs"), ("Y", "the early-stopped runs")):
+    for es, what in (("N", "the runs without early stopping"), ("Y", "the early-stopped runs")):
         mask = reruns["early_stop"] == es
         if mask.any():
             parts.append(f"{what} ({int(mask.sum())}) moved by at most {shift[mask].max():.1%}")
     text += "; ".join(parts) + "."
     early = reruns[reruns["early_stop"] == "Y"]
-    moved = early[early["stopped_after"].map(lambda s: len(set(s.split(" → "))) > 1)]
-    if len(moved):
-        text += (f" Rounding alone moved where {len(moved)} of the {len(early)} early-stopped runs stop, "
+    moved = int(early["stop_moved"].sum())
+    if moved:
+        text += (f" Rounding alone moved where {moved} of the {len(early)} early-stopped runs stop, "
                  "so an ES = Y number, and a claim between two of them, is one draw of the stop epoch: "
                  "only seeds can say how far it varies.")
-    shown = reruns.drop(columns=changes).rename(columns={"early_stop": "ES"})
+    shown = reruns.drop(columns=[*changes, "stop_moved"]).rename(columns={"early_stop": "ES"})
     return [text + "\n\n" + markdown_table(shown)]
 
 

@@ -170,6 +170,7 @@ def test_reruns_on_another_cpu_pair_a_rerun_with_its_set_aside_record(tmp_path):
     row = rows.iloc[0]
     assert (row["early_stop"], row["then"], row["now"]) == ("Y", "Intel Xeon", "AMD EPYC")
     assert (row["stopped_after"], row["selected_epoch"], row["recall@20"]) == ("5 → 4", "2 → 3", "0.1200 → 0.1300")
+    assert bool(row["stop_moved"])
     assert row["change_recall@20"] == pytest.approx(0.13 / 0.12 - 1)
     text = _reruns_lines("table2", tmp_path)[0]
     assert "the early-stopped runs (1) moved by at most 11.1%" in text      # ndcg 0.10 / 0.09 - 1

@@ -119,6 +119,15 @@ def early_stop_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+EARLY_STOP_NOISE = "whose stop epoch moves with training noise"
+
+
+def early_stopped(rows: pd.DataFrame) -> int:
+    """How many of ``rows`` (cells or runs with an ``early_stop`` Y/N column; none without it) are
+    early-stopped (ES = Y): numbers :data:`EARLY_STOP_NOISE` (:func:`reruns_on_another_cpu`)."""
+    return int((rows["early_stop"] == "Y").sum()) if "early_stop" in rows else 0
+
+
 def reruns_on_another_cpu(runs: pd.DataFrame, results_dir: str | Path | None = None) -> pd.DataFrame:
     """Each of ``runs`` that was trained again on another CPU model: its set-aside earlier record
     of the same key (same config, seed and data; :meth:`mmlrepro.results.ResultsStore.set_aside_records`)

@@ -30,7 +30,7 @@ from mmlrepro.evidence import (
     TESTED_LEVELS,
     UNTESTED,
 )
-from mmlrepro.frames import PAPER
+from mmlrepro.frames import EARLY_STOP_NOISE, PAPER, early_stopped
 from mmlrepro.paper_claims import compare
 from mmlrepro.reported import LOSS_NAMES, MODEL_NAMES
 
@@ -174,9 +174,8 @@ def _fails(r: dict) -> str | None:
             return None
         worst = bad.loc[bad["rel_diff"].abs().idxmax()]
         verb = "numbers differ" if len(bad) > 1 else "number differs"
-        early = int((bad.get("early_stop", pd.Series(dtype=str)) == "Y").sum())
-        why = (f"; {'all' if early == len(bad) else early} early-stopped, whose stop epoch moves with training "
-               "noise" if early else "")
+        early = early_stopped(bad)
+        why = f"; {'all' if early == len(bad) else early} early-stopped, {EARLY_STOP_NOISE}" if early else ""
         return f"{len(bad)} {verb} by more than ±5 % (largest {worst['rel_diff']:+.1%}: {_cell_name(worst)}{why})"
     if "_claims" not in r:
         return None

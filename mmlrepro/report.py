@@ -24,6 +24,7 @@ from mmlrepro import comparison as ex
 from mmlrepro.appendix import render_appendix, verification_table
 from mmlrepro.evidence import FAILS
 from mmlrepro.files import atomic_write_text, check_writable, check_writable_file
+from mmlrepro.frames import EARLY_STOP_NOISE, early_stopped
 from mmlrepro.markdown import (
     devices_note,
     display_table,
@@ -156,12 +157,10 @@ def _paper_group_section(title: str, group: str, results_dir: Any, cell_cols: li
         lines.append(f"{len(missed)} of {len(table)} numbers miss the ±5% band. The runs' settings, "
                      "checked field by field against SPEC §8:\n")
         lines.append("\n".join(_spec_checks(group, "paper", results_dir)) + "\n")
-        early = int((missed.get("early_stop", pd.Series(dtype=str)) == "Y").sum())
-        if early:
+        if early := early_stopped(missed):
             lines.append(f"{'All' if early == len(missed) else f'{early} of the'} {len(missed)} are early-stopped "
-                         "(ES = Y) numbers, whose stop epoch "
-                         "moves with training noise: see how far CPU rounding alone moved them below the "
-                         "early-stopped runs' table.\n")
+                         f"(ES = Y) numbers, {EARLY_STOP_NOISE}: see how far CPU rounding alone moved them below "
+                         "the early-stopped runs' table.\n")
     lines.append(epoch_one_note(group, results_dir))
     lines += _claims_lines(res["claims"])
     if not res.get("stops", pd.DataFrame()).empty:

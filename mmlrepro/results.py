@@ -249,6 +249,11 @@ class ResultsStore:
         self._reported: set[Path] = set()
 
     @property
+    def set_aside_dir(self) -> Path:
+        """Where replaced and bad records go (:func:`set_aside`), never deleted."""
+        return self.root / "set_aside"
+
+    @property
     def lock_path(self) -> Path:
         """The store's lock file (:func:`mmlrepro.files.locked`), held by every writer."""
         return self.root / ".store.lock"
@@ -303,7 +308,7 @@ class ResultsStore:
         return path.exists() and self._read(path) is not None
 
     def _set_aside(self, path: Path, why: str) -> Path:
-        dest = set_aside(path, self.root / "set_aside")
+        dest = set_aside(path, self.set_aside_dir)
         self.log(f"note: {path} {why}: moved to {dest}")
         return dest
 
@@ -366,9 +371,10 @@ class ResultsStore:
 
     def set_aside_records(self, key: str) -> list[dict[str, Any]]:
         """The valid records of run ``key`` in ``set_aside/`` (replaced by a rerun of the same key,
-        ``<key>.<UTC time>.json``), oldest first; files of another schema or key are skipped."""
-        folder = self.root / "set_aside"
-        paths = sorted(folder.glob(f"{key}.*.json")) if folder.exists() else []
+        ``<key>.<UTC time>.json``, or a migration's ``<key>[.n].json``), by file name; files of
+        another schema or key are skipped."""
+        folder = self.set_aside_dir
+        paths = sorted(folder.glob(f"{key}*.json")) if folder.exists() else []
         return [record for record, why in (self._check_file(p, key) for p in paths) if why is None]
 
     def records(self) -> list[dict[str, Any]]:

@@ -164,7 +164,12 @@ def test_reruns_on_another_cpu_pair_a_rerun_with_its_set_aside_record(tmp_path):
     (tmp_path / "runs" / f"{pkey}.json").rename(tmp_path / "set_aside" / f"{pkey}.20261206T100000.json")
     fake_run(tmp_path, paper, [(0.21, 0.1)], device="AMD EPYC (2 threads)")
 
-    assert [r["device"] for r in ResultsStore(tmp_path).set_aside_records(key)] == ["Intel Xeon (1 threads)"]
+    store = ResultsStore(tmp_path)
+    assert [r["device"] for r in store.set_aside_records(key)] == ["Intel Xeon (1 threads)"]
+    migrated = store.set_aside_dir / f"{key}.json"          # a migration's name (no time stamp) is read too
+    migrated.write_bytes((store.set_aside_dir / f"{key}.20261206T100000.json").read_bytes())
+    assert len(store.set_aside_records(key)) == 2
+    migrated.unlink()
     rows = cmp.reruns_on_another_cpu(cmp.group_runs("table2", "paper", tmp_path), tmp_path)
     assert len(rows) == 1
     row = rows.iloc[0]

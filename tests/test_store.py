@@ -505,14 +505,18 @@ def test_gpus_per_run_without_a_gpu_answers_before_ray_starts(tmp_path, capsys, 
 
 
 def test_local_workers_exit_when_their_parent_is_killed(tmp_path):
+    # the workers are killed once both have started (under load, importing torch in a spawned
+    # worker can take longer than the deadline below, which only bounds the parent watch)
     parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
-        import time
+        import multiprocessing, time
         from mmlrepro.jobs import LocalPool, Workers
         pool = LocalPool(Workers(jobs=2), "cpu")
+        manager = multiprocessing.Manager()
+        barrier = manager.Barrier(2)    # both workers at once: each has run its initializer
+        for done in [pool.pool.submit(barrier.wait, 600) for _ in range(2)]:
+            done.result()
+        manager.shutdown()
         futures = [pool.pool.submit(time.sleep, 300) for _ in range(2)]
-        time.sleep(1)
-        while len(pool.pool._processes) < 2:
-            time.sleep(0.2)
         print(" ".join(str(p) for p in pool.pool._processes), flush=True)
         time.sleep(300)
     """)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path.cwd())})

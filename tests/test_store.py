@@ -505,7 +505,7 @@ def test_gpus_per_run_without_a_gpu_answers_before_ray_starts(tmp_path, capsys, 
 
 
 def test_local_workers_exit_when_their_parent_is_killed(tmp_path):
-    # the workers are killed once both have started (under load, importing torch in a spawned
+    # the parent is killed once both workers have started (under load, importing torch in a spawned
     # worker can take longer than the deadline below, which only bounds the parent watch)
     parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
         import multiprocessing, time

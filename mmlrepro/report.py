@@ -34,6 +34,7 @@ from mmlrepro.markdown import (
     markdown_table,
     means_table,
     paper_table,
+    pct,
     stamp,
     wide_table,
 )
@@ -41,6 +42,7 @@ from mmlrepro.readme import README_FIGURE, readme_block, update_readme
 from mmlrepro.reported import reported_frame
 from mmlrepro.results import ResultsStore, load_results
 from mmlrepro.speccheck import deviations
+from mmlrepro.stopping import at_paper_stop
 
 # the notebooks' helpers (mmlrepro.markdown's) and the outputs' writers, importable from here
 __all__ = ["render_report", "write_report", "epoch_one_note", "render_appendix", "readme_block", "update_readme",
@@ -160,14 +162,63 @@ def _paper_group_section(title: str, group: str, results_dir: Any, cell_cols: li
         if early := early_stopped(missed):
             lines.append(f"{'All' if early == len(missed) else f'{early} of the'} {len(missed)} are early-stopped "
                          f"(ES = Y) numbers, {EARLY_STOP_NOISE}: see how far CPU rounding alone moved them below "
-                         "the early-stopped runs' table.\n")
+                         "the early-stopped runs' table." + _missed_at_paper_stop(missed, results_dir) + "\n")
     lines.append(epoch_one_note(group, results_dir))
     lines += _claims_lines(res["claims"])
     if not res.get("stops", pd.DataFrame()).empty:
         lines.append("\nEarly-stopped runs: the epoch each stopped after (one per seed) and its selected "
                      "epoch, beside the stop epoch the paper's text gives (it does not say for which "
                      "dataset):\n\n" + markdown_table(res["stops"]))
+    if group == "table2":
+        lines += at_paper_stop_lines(table, results_dir)
     return lines + _reruns_lines(group, results_dir)
+
+
+def _missed_at_paper_stop(missed: pd.DataFrame, results_dir: Any) -> str:
+    """A sentence on the early-stopped numbers of ``missed`` read at the paper's stop epochs
+    (:func:`mmlrepro.stopping.at_paper_stop`): how many of them lie within ±5 % there; "" if none can be read."""
+    at = at_paper_stop("paper", results_dir)
+    if at.empty:
+        return ""
+    at = at.set_index(["model", "loss", "dataset"])
+    diffs = [at.at[(r.model, r.loss, r.dataset), f"diff_{r.metric}"] for r in missed[missed["early_stop"] == "Y"].itertuples()
+             if (r.model, r.loss, r.dataset) in at.index]
+    if not diffs:
+        return ""
+    inside = sum(abs(d) <= 0.05 for d in diffs)
+    return (f" Read at the paper's stop epochs instead, {inside} of these {len(diffs)} lie within ±5 % "
+            f"({', '.join(pct(d) for d in diffs)}): the paragraph after the early-stopped runs' table.")
+
+
+def at_paper_stop_lines(table: pd.DataFrame, results_dir: Any) -> list[str]:
+    """Table 2's ES = Y cells read at the paper's stop epochs (:func:`mmlrepro.stopping.at_paper_stop`)
+    beside SPEC §6's rule: how many numbers land within ±5 %, and MML's gain over CCL there."""
+    at = at_paper_stop("paper", results_dir)
+    if at.empty:
+        return []
+    diffs = at[[f"diff_{m}" for m in ex.METRICS]].to_numpy().ravel()
+    ours = table[(table["early_stop"] == "Y") & (table["within_5pct"] != "missing")]
+    gains = []
+    for (model, dataset), cell in at.groupby(["model", "dataset"], sort=False):
+        by_loss = cell.set_index("loss")
+        if {"mml", "ccl"} <= set(by_loss.index):
+            ours_gain = " / ".join(pct(by_loss.at["mml", m] / by_loss.at["ccl", m] - 1) for m in ex.METRICS)
+            paper_gain = " / ".join(pct(by_loss.at["mml", f"paper_{m}"] / by_loss.at["ccl", f"paper_{m}"] - 1)
+                                    for m in ex.METRICS)
+            gains.append(f"{ex.MODEL_NAMES.get(model, model)} {dataset} {ours_gain} (paper {paper_gain})")
+    text = (f"\nRead at the paper's stop epochs instead (each ES = N run cut after the paper's stop epoch, "
+            "its epoch selected by SPEC §6's rule: `mmlrepro.stopping.at_paper_stop`), "
+            f"{int((abs(diffs) <= 0.05).sum())} of {len(diffs)} ES = Y numbers lie within ±5 % of the paper's "
+            f"(largest |difference| {abs(diffs).max():.1%}); with SPEC §6's stopping rule, "
+            f"{int((ours['within_5pct'] == 'yes').sum())} of {len(ours)} do.")
+    if gains:
+        text += (" There MML's gain over CCL (Recall@20 / NDCG@20, mean over seeds) is " + "; ".join(gains) + ".")
+    text += (" The ES = Y claims above are tested at our runs' own stop epochs, not at these: "
+             "per-user values are stored for the selected epochs only, so these gains have no users test.\n")
+    shown = at.drop(columns=[f"paper_{m}" for m in ex.METRICS]).rename(columns={"paper_stopped_after": "paper stop"})
+    for m in ex.METRICS:
+        shown[f"diff_{m}"] = shown[f"diff_{m}"].map(pct)
+    return [text, markdown_table(shown, floatfmt=".4f")]
 
 
 def _reruns_lines(group: str, results_dir: Any) -> list[str]:

@@ -22,6 +22,23 @@ STOPPING_RULES = tuple((monitor, patience, min_delta) for monitor in (None, "ndc
                        for min_delta in (1e-6, 1e-4, 5e-4, 1e-3))
 
 
+def _paper_es_y() -> pd.Series:
+    """The paper's Table 2 ES = Y numbers, by (model, loss, dataset, metric)."""
+    rep = reported_frame("table2")
+    return rep[rep.early_stop == "Y"].set_index(["model", "loss", "dataset", "metric"])["reported"]
+
+
+def _es_n_histories(profile: str, results_dir: str | Path | None) -> dict[str, list[tuple[RunConfig, list[dict[str, float]]]]]:
+    """Table 2's stored ES = N runs of ``profile``: ``"<model> <loss> <dataset>"`` → (config, history)
+    per seed, cells ordered by model, loss, then Yelp2018 before Gowalla."""
+    plain = {catalogue_key(c): c for c in configs("table2", profile, 10) if c.selection == "paper"}
+    histories: dict[str, list[tuple[RunConfig, list[dict[str, float]]]]] = {}
+    for record in ResultsStore(results_dir).records():
+        if (config := plain.get(record["key"])) is not None:
+            histories.setdefault(f"{config.model} {config.loss} {config.dataset}", []).append((config, record["history"]))
+    return dict(sorted(histories.items(), key=lambda kv: (kv[0].split()[0], kv[0].split()[1], kv[0].split()[2] != "yelp2018")))
+
+
 def stopping_rules(profile: str = "paper", results_dir: str | Path | None = None) -> pd.DataFrame:
     """Which early-stopping rule gives the paper's stop epochs, read off Table 2's ES = N runs (issue 18).
 
@@ -38,14 +55,9 @@ def stopping_rules(profile: str = "paper", results_dir: str | Path | None = None
     over the cells and both metrics against the paper's ES = Y numbers; ``spec`` (SPEC §6's rule).
     Sorted by ``mean_abs_epoch_gap``; empty without ES = N Table 2 runs.
     """
-    rep = reported_frame("table2")
-    rep = rep[rep.early_stop == "Y"].set_index(["model", "loss", "dataset", "metric"])["reported"]
-    plain = {catalogue_key(c): c for c in configs("table2", profile, 10) if c.selection == "paper"}
-    histories: dict[str, list[tuple[Any, list[dict[str, float]]]]] = {}
-    for record in ResultsStore(results_dir).records():
-        if (config := plain.get(record["key"])) is not None:
-            histories.setdefault(f"{config.model} {config.loss} {config.dataset}", []).append((config, record["history"]))
-    cells = sorted(histories, key=lambda c: (c.split()[0], c.split()[1], c.split()[2] != "yelp2018"))
+    rep = _paper_es_y()
+    histories = _es_n_histories(profile, results_dir)
+    cells = list(histories)
     rows = []
     for monitor, patience, min_delta in STOPPING_RULES if cells else ():
         row: dict[str, Any] = {"monitor": monitor or OWN_MONITOR, "patience": patience, "min_delta": min_delta}
@@ -68,3 +80,33 @@ def stopping_rules(profile: str = "paper", results_dir: str | Path | None = None
                "max_abs_rel_diff", "spec"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values(["mean_abs_epoch_gap", "max_abs_rel_diff"], kind="stable").reset_index(drop=True)
+
+
+def at_paper_stop(profile: str = "paper", results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Table 2's ES = Y cells as if each run had stopped where the paper's did, read off the ES = N runs.
+
+    A run stopped after the paper's stop epoch ``s`` (:func:`mmlrepro.reported.paper_stop_epoch`:
+    19 for MF, 33 / 19 for SimpleX + CCL / MML) selects, among its first ``s`` epochs, the epoch
+    SPEC §6 selects (:func:`mmlrepro.selection.select_best` on its monitor). Without lr cuts that
+    is its ES = N twin's history cut at ``s``. One row per stored cell: ``model``, ``loss``,
+    ``dataset``, ``seeds``, ``paper_stopped_after``, ``selected_epoch`` (per seed), and per metric
+    of :data:`METRICS` the mean over seeds of that epoch's test value, the paper's ES = Y number
+    (``paper_<metric>``) and ``diff_<metric>`` (ours / paper − 1). Empty without ES = N runs.
+    """
+    rep = _paper_es_y()
+    rows = []
+    for cell, runs in _es_n_histories(profile, results_dir).items():
+        model, loss, dataset = cell.split()
+        stop = paper_stop_epoch(model, loss)
+        kept = [history[:stop] for _, history in runs]
+        chosen = [h[select_best(h, config.monitor, config.min_delta)] for (config, _), h in zip(runs, kept, strict=True)]
+        row: dict[str, Any] = {"model": model, "loss": loss, "dataset": dataset, "seeds": len(runs),
+                               "paper_stopped_after": stop,
+                               "selected_epoch": ", ".join(str(int(c["epoch"])) for c in chosen)}
+        for metric in METRICS:
+            ours, paper = float(np.mean([c[metric] for c in chosen])), float(rep[(model, loss, dataset, metric)])
+            row |= {metric: ours, f"paper_{metric}": paper, f"diff_{metric}": ours / paper - 1.0}
+        rows.append(row)
+    columns = ["model", "loss", "dataset", "seeds", "paper_stopped_after", "selected_epoch",
+               *[f"{p}{m}" for m in METRICS for p in ("", "paper_", "diff_")]]
+    return pd.DataFrame(rows, columns=columns)

@@ -388,9 +388,21 @@ def test_a_claim_that_fails_shows_its_worst_part(tmp_path):
     assert row["verdict"] == "does not hold" and row["gain_pct"] == pytest.approx(100 * (1 / 1.10 - 1))
 
 
-def test_stopping_rules_are_read_off_the_es_n_histories_and_scored_against_the_paper(tmp_path):
+def _yelp_mf_es_n_runs(root, history):
+    """Store Yelp2018 MF + CCL and MF + MML ES = N runs whose histories are ``history(1.0)`` and
+    ``history(1.1)``: MML 10 % above CCL every epoch."""
     import json
 
+    for loss, scale in (("ccl", 1.0), ("mml", 1.1)):
+        config = cat.paper_config("yelp2018", "mf", loss)
+        fake_run(root, config, 0.06, 0.05)
+        path = root / "runs" / f"{cat.catalogue_key(config)}.json"
+        record = json.loads(path.read_text())
+        record["history"] = history(scale)
+        atomic_write_json(record, path)
+
+
+def test_stopping_rules_are_read_off_the_es_n_histories_and_scored_against_the_paper(tmp_path):
     # recall rises by 2e-4 an epoch up to epoch 16, then by 1e-5: SPEC §6's min_delta (1e-6) never
     # stops it in 40 epochs, min_delta 1e-4 stops it after 16 + 3 = 19 epochs, the paper's MF stop
     def history(scale):
@@ -398,13 +410,7 @@ def test_stopping_rules_are_read_off_the_es_n_histories_and_scored_against_the_p
         return [{"epoch": e, "loss": 0.5, "recall@20": r * scale, "ndcg@20": 0.8 * r * scale,
                  "recall@50": 2 * r, "ndcg@50": r} for e, r in enumerate(recall, 1)]
 
-    for loss, scale in (("ccl", 1.0), ("mml", 1.1)):
-        config = cat.paper_config("yelp2018", "mf", loss)
-        fake_run(tmp_path, config, 0.06, 0.05)
-        path = tmp_path / "runs" / f"{cat.catalogue_key(config)}.json"
-        record = json.loads(path.read_text())
-        record["history"] = history(scale)
-        atomic_write_json(record, path)
+    _yelp_mf_es_n_runs(tmp_path, history)
     rules = cmp.stopping_rules("paper", tmp_path)
     assert len(rules) == len(cmp.STOPPING_RULES) and {"mf ccl yelp2018", "mf mml yelp2018"} <= set(rules.columns)
     spec = rules[rules["spec"]].iloc[0]
@@ -423,6 +429,33 @@ def test_stopping_rules_are_read_off_the_es_n_histories_and_scored_against_the_p
     assert "Which early-stopping rule gives the paper's stop epochs?" in report
     assert "SPEC §6's rule (monitor run's own, patience 3, min_delta 1e-06) stops 21.0 epochs" in report
     assert cmp.stopping_rules("paper", tmp_path / "empty").empty
+
+
+def test_es_y_cells_are_read_at_the_paper_stop_epoch_off_the_es_n_histories(tmp_path):
+    from mmlrepro.stopping import at_paper_stop
+
+    # recall rises by 2e-4 an epoch to epoch 25, then falls: SPEC §6's rule selects epoch 25; cut
+    # after the paper's MF stop (19 epochs) the selected epoch is 19
+    def history(scale):
+        recall = [0.05 + 2e-4 * min(e, 25) - 1e-4 * max(e - 25, 0) for e in range(1, 41)]
+        return [{"epoch": e, "loss": 0.5, "recall@20": r * scale, "ndcg@20": 0.8 * r * scale,
+                 "recall@50": 2 * r, "ndcg@50": r} for e, r in enumerate(recall, 1)]
+
+    assert at_paper_stop("paper", tmp_path).empty
+    _yelp_mf_es_n_runs(tmp_path, history)
+    at = at_paper_stop("paper", tmp_path).set_index("loss")
+    assert list(at.index) == ["ccl", "mml"] and (at["paper_stopped_after"] == 19).all()
+    assert (at["selected_epoch"] == "19").all() and (at["seeds"] == 1).all()
+    rep = cmp.reported_frame("table2").set_index(["model", "loss", "early_stop", "dataset", "metric"])["reported"]
+    for loss, scale in (("ccl", 1.0), ("mml", 1.1)):
+        for metric in cmp.METRICS:
+            value = history(scale)[18][metric]
+            assert at.at[loss, metric] == pytest.approx(value)
+            assert at.at[loss, f"paper_{metric}"] == rep[("mf", loss, "Y", "yelp2018", metric)]
+            assert at.at[loss, f"diff_{metric}"] == pytest.approx(value / rep[("mf", loss, "Y", "yelp2018", metric)] - 1)
+    report = render_report(tmp_path, tmp_path / "figures", tmp_path)
+    assert "Read at the paper's stop epochs instead" in report
+    assert "There MML's gain over CCL (Recall@20 / NDCG@20, mean over seeds) is MF yelp2018 +10.0% / +10.0%" in report
 
 
 def test_the_report_opens_with_the_paper_tables_at_a_glance(tmp_path):

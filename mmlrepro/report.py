@@ -45,7 +45,7 @@ from mmlrepro.speccheck import deviations
 from mmlrepro.stopping import at_paper_stop
 
 # the notebooks' helpers (mmlrepro.markdown's) and the outputs' writers, importable from here
-__all__ = ["render_report", "write_report", "epoch_one_note", "render_appendix", "readme_block", "update_readme",
+__all__ = ["render_report", "write_report", "epoch_one_note", "at_paper_stop_lines", "render_appendix", "readme_block", "update_readme",
            "devices_note", "means_table", "wide_table", "figure3_wide", "paper_table", "markdown_table", "stamp"]
 
 LR_REDUCE_NOTE = (

@@ -155,6 +155,7 @@ def _paper_group_section(title: str, group: str, results_dir: Any, cell_cols: li
              "Ours: the mean over seeds (± the half-width of its 95 % interval from 2 seeds on) and its "
              "difference from the paper's number.\n", devices_note(table)]
     missed = table[table["within_5pct"] == "no"]
+    at_stop = at_paper_stop("paper", results_dir) if group == "table2" else pd.DataFrame()
     if len(missed):
         lines.append(f"{len(missed)} of {len(table)} numbers miss the ±5% band. The runs' settings, "
                      "checked field by field against SPEC §8:\n")
@@ -162,7 +163,7 @@ def _paper_group_section(title: str, group: str, results_dir: Any, cell_cols: li
         if early := early_stopped(missed):
             lines.append(f"{'All' if early == len(missed) else f'{early} of the'} {len(missed)} are early-stopped "
                          f"(ES = Y) numbers, {EARLY_STOP_NOISE}: see how far CPU rounding alone moved them below "
-                         "the early-stopped runs' table." + _missed_at_paper_stop(missed, results_dir) + "\n")
+                         "the early-stopped runs' table." + _missed_at_paper_stop(missed, at_stop) + "\n")
     lines.append(epoch_one_note(group, results_dir))
     lines += _claims_lines(res["claims"])
     if not res.get("stops", pd.DataFrame()).empty:
@@ -170,14 +171,13 @@ def _paper_group_section(title: str, group: str, results_dir: Any, cell_cols: li
                      "epoch, beside the stop epoch the paper's text gives (it does not say for which "
                      "dataset):\n\n" + markdown_table(res["stops"]))
     if group == "table2":
-        lines += at_paper_stop_lines(table, results_dir)
+        lines += at_paper_stop_lines(table, results_dir, at_stop)
     return lines + _reruns_lines(group, results_dir)
 
 
-def _missed_at_paper_stop(missed: pd.DataFrame, results_dir: Any) -> str:
+def _missed_at_paper_stop(missed: pd.DataFrame, at: pd.DataFrame) -> str:
     """A sentence on the early-stopped numbers of ``missed`` read at the paper's stop epochs
-    (:func:`mmlrepro.stopping.at_paper_stop`): how many of them lie within ±5 % there; "" if none can be read."""
-    at = at_paper_stop("paper", results_dir)
+    (``at``, :func:`mmlrepro.stopping.at_paper_stop`): how many of them lie within ±5 % there; "" if none can be read."""
     if at.empty:
         return ""
     at = at.set_index(["model", "loss", "dataset"])
@@ -190,10 +190,11 @@ def _missed_at_paper_stop(missed: pd.DataFrame, results_dir: Any) -> str:
             f"({', '.join(pct(d) for d in diffs)}): the paragraph after the early-stopped runs' table.")
 
 
-def at_paper_stop_lines(table: pd.DataFrame, results_dir: Any) -> list[str]:
-    """Table 2's ES = Y cells read at the paper's stop epochs (:func:`mmlrepro.stopping.at_paper_stop`)
-    beside SPEC §6's rule: how many numbers land within ±5 %, and MML's gain over CCL there."""
-    at = at_paper_stop("paper", results_dir)
+def at_paper_stop_lines(table: pd.DataFrame, results_dir: Any, at: pd.DataFrame | None = None) -> list[str]:
+    """Table 2's ES = Y cells read at the paper's stop epochs (``at``; default
+    :func:`mmlrepro.stopping.at_paper_stop` on ``results_dir``) beside SPEC §6's rule (``table``):
+    how many numbers land within ±5 %, and MML's gain over CCL there."""
+    at = at_paper_stop("paper", results_dir) if at is None else at
     if at.empty:
         return []
     diffs = at[[f"diff_{m}" for m in ex.METRICS]].to_numpy().ravel()

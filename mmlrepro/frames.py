@@ -19,7 +19,7 @@ import pandas as pd
 from mmlrepro.catalogue import catalogue_key, configs
 from mmlrepro.config import METRIC_NAMES, RunConfig
 from mmlrepro.devices import cpu_model, stretches
-from mmlrepro.evidence import cell_level
+from mmlrepro.evidence import BAND, cell_level
 from mmlrepro.reported import LOSS_NAMES, METRICS, MODEL_NAMES, paper_stop_epoch, reported_frame
 from mmlrepro.results import ResultsStore, default_results_dir, load_results, reported_of
 from mmlrepro.selection import early_stop_epochs
@@ -78,7 +78,7 @@ def with_reported(agg: pd.DataFrame, rep: pd.DataFrame, on: list[str], profile: 
         return table.drop(columns="reported")
     table["rel_diff"] = (table["mean"] - table["reported"]) / table["reported"]
     table["within_5pct"] = np.where(table["mean"].isna(), "missing",
-                                    np.where(table["rel_diff"].abs() <= 0.05, "yes", "no"))
+                                    np.where(table["rel_diff"].abs() <= BAND, "yes", "no"))
     table["evidence"] = [cell_level(s, r) for s, r in zip(table["seeds"].fillna(0), table["rel_diff"], strict=True)]
     return table
 

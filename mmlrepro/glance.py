@@ -21,6 +21,7 @@ import pandas as pd
 
 from mmlrepro.catalogue import DATASETS, FIGURE3_NEGATIVES
 from mmlrepro.evidence import (
+    BAND,
     CLAIM_LEVELS,
     FAILS,
     FAILS_LEVELS,
@@ -33,6 +34,7 @@ from mmlrepro.evidence import (
 from mmlrepro.frames import EARLY_STOP_NOISE, PAPER, early_stopped
 from mmlrepro.paper_claims import compare
 from mmlrepro.reported import LOSS_NAMES, MODEL_NAMES
+from mmlrepro.stopping import at_paper_stop, missed_at_paper_stop
 
 ARTEFACTS = ("Table 2", "Table 3", "Figure 3", "Li et al. 2023", "Controls")
 FIGURE3_POINTS = len(DATASETS) * 3 * len(FIGURE3_NEGATIVES)   # MML, CCL, BSL at six N each
@@ -104,10 +106,13 @@ class Glance:
         return f"<div>{tables}<ul>{items}</ul></div>"
 
 
-def _number_rows(artefact: str, table: pd.DataFrame) -> dict:
+def _number_rows(artefact: str, table: pd.DataFrame, at_stop: pd.DataFrame | None = None) -> dict:
+    """A numbers row; ``at_stop``: Table 2's ES = Y cells read at the paper's stop epochs
+    (:func:`mmlrepro.stopping.at_paper_stop`), said beside the early-stopped numbers that miss."""
     levels = list(table["evidence"])
     return {"artefact": artefact, "what": "numbers (paper value ±5 %)", "n": len(levels),
-            "evidence": _counts(levels, _cell_order(levels)), "levels": levels, "_table": table}
+            "evidence": _counts(levels, _cell_order(levels)), "levels": levels, "_table": table,
+            "_at_stop": pd.DataFrame() if at_stop is None else at_stop}
 
 
 def _figure3_row(table: pd.DataFrame) -> dict:
@@ -176,6 +181,10 @@ def _fails(r: dict) -> str | None:
         verb = "numbers differ" if len(bad) > 1 else "number differs"
         early = early_stopped(bad)
         why = f"; {'all' if early == len(bad) else early} early-stopped, {EARLY_STOP_NOISE}" if early else ""
+        at_stop = missed_at_paper_stop(bad, r.get("_at_stop", pd.DataFrame()))
+        if at_stop:
+            inside = sum(abs(d) <= BAND for d in at_stop)
+            why += f"; read at the paper's stop epochs, {inside} of {len(at_stop)} lie within ±5 %"
         return f"{len(bad)} {verb} by more than ±5 % (largest {worst['rel_diff']:+.1%}: {_cell_name(worst)}{why})"
     if "_claims" not in r:
         return None
@@ -234,7 +243,8 @@ def at_a_glance(results_dir: str | Path | None = None, artefacts: Sequence[str] 
     for artefact in artefacts:
         for name, group in _NUMBER_ROWS:
             if name == artefact:
-                rows.append(_number_rows(artefact, result(group)["table"]))
+                at_stop = at_paper_stop(PAPER, results_dir) if group == "table2" else None
+                rows.append(_number_rows(artefact, result(group)["table"], at_stop))
         if artefact == "Figure 3":
             rows.append(_figure3_row(result("figure3")["table"]))
         for name, what, group in _CLAIM_ROWS:

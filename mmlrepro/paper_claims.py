@@ -23,7 +23,7 @@ from mmlrepro.catalogue import (
     LI2023_LAMBDAS,
     TABLE3_LOSSES,
 )
-from mmlrepro.evidence import Claim, Part, Tester, claim, claims_frame
+from mmlrepro.evidence import BAND, Claim, Part, Tester, claim, claims_frame
 from mmlrepro.frames import (
     PAPER,
     aggregate,
@@ -318,7 +318,7 @@ def _compare_lr_reduce(profile: str, results_dir) -> dict[str, pd.DataFrame]:
             claims.append(claim(
                 tester, f"lr_reduce, {d} MF {LOSS_NAMES[loss]} ES = Y: within ±5% of the paper's ES = Y numbers",
                 ", ".join(f"{m} {v:+.1%}" for m, v in diffs.items()),
-                [], bool((diffs.abs() <= 0.05).all())))
+                [], bool((diffs.abs() <= BAND).all())))
     return _result(table, claims, profile)
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from mmlrepro import catalogue as cat
 from mmlrepro import comparison as ex
 from mmlrepro.appendix import render_appendix, verification_table
-from mmlrepro.evidence import FAILS
+from mmlrepro.evidence import BAND, FAILS
 from mmlrepro.files import atomic_write_text, check_writable, check_writable_file
 from mmlrepro.frames import EARLY_STOP_NOISE, early_stopped
 from mmlrepro.markdown import (
@@ -42,7 +42,7 @@ from mmlrepro.readme import README_FIGURE, readme_block, update_readme
 from mmlrepro.reported import reported_frame
 from mmlrepro.results import ResultsStore, load_results
 from mmlrepro.speccheck import deviations
-from mmlrepro.stopping import at_paper_stop
+from mmlrepro.stopping import at_paper_stop, missed_at_paper_stop
 
 # the notebooks' helpers (mmlrepro.markdown's) and the outputs' writers, importable from here
 __all__ = ["render_report", "write_report", "epoch_one_note", "at_paper_stop_lines", "render_appendix", "readme_block", "update_readme",
@@ -178,14 +178,10 @@ def _paper_group_section(title: str, group: str, results_dir: Any, cell_cols: li
 def _missed_at_paper_stop(missed: pd.DataFrame, at: pd.DataFrame) -> str:
     """A sentence on the early-stopped numbers of ``missed`` read at the paper's stop epochs
     (``at``, :func:`mmlrepro.stopping.at_paper_stop`): how many of them lie within ±5 % there; "" if none can be read."""
-    if at.empty:
-        return ""
-    at = at.set_index(["model", "loss", "dataset"])
-    diffs = [at.at[(r.model, r.loss, r.dataset), f"diff_{r.metric}"] for r in missed[missed["early_stop"] == "Y"].itertuples()
-             if (r.model, r.loss, r.dataset) in at.index]
+    diffs = missed_at_paper_stop(missed, at)
     if not diffs:
         return ""
-    inside = sum(abs(d) <= 0.05 for d in diffs)
+    inside = sum(abs(d) <= BAND for d in diffs)
     return (f" Read at the paper's stop epochs instead, {inside} of these {len(diffs)} lie within ±5 % "
             f"({', '.join(pct(d) for d in diffs)}): the paragraph after the early-stopped runs' table.")
 
@@ -209,7 +205,7 @@ def at_paper_stop_lines(table: pd.DataFrame, results_dir: Any, at: pd.DataFrame 
             gains.append(f"{ex.MODEL_NAMES.get(model, model)} {dataset} {ours_gain} (paper {paper_gain})")
     text = (f"\nRead at the paper's stop epochs instead (each ES = N run cut after the paper's stop epoch, "
             "its epoch selected by SPEC §6's rule: `mmlrepro.stopping.at_paper_stop`), "
-            f"{int((abs(diffs) <= 0.05).sum())} of {len(diffs)} ES = Y numbers lie within ±5 % of the paper's "
+            f"{int((abs(diffs) <= BAND).sum())} of {len(diffs)} ES = Y numbers lie within ±5 % of the paper's "
             f"(largest |difference| {abs(diffs).max():.1%}); with SPEC §6's stopping rule, "
             f"{int((ours['within_5pct'] == 'yes').sum())} of {len(ours)} do.")
     if gains:

@@ -110,3 +110,15 @@ def at_paper_stop(profile: str = "paper", results_dir: str | Path | None = None)
     columns = ["model", "loss", "dataset", "seeds", "paper_stopped_after", "selected_epoch",
                *[f"{p}{m}" for m in METRICS for p in ("", "paper_", "diff_")]]
     return pd.DataFrame(rows, columns=columns)
+
+
+def missed_at_paper_stop(missed: pd.DataFrame, at: pd.DataFrame) -> list[float]:
+    """How far each early-stopped (ES = Y) number of ``missed`` (Table 2 cells: ``model``, ``loss``,
+    ``dataset``, ``metric``, ``early_stop``) lies from the paper's when read at the paper's stop
+    epoch (``at``, :func:`at_paper_stop`): ours / paper − 1, in ``missed``'s order; cells ``at``
+    cannot read are left out."""
+    if at.empty or missed.empty:
+        return []
+    at = at.set_index(["model", "loss", "dataset"])
+    return [float(at.at[(r.model, r.loss, r.dataset), f"diff_{r.metric}"])
+            for r in missed[missed["early_stop"] == "Y"].itertuples() if (r.model, r.loss, r.dataset) in at.index]

@@ -307,3 +307,10 @@ def test_the_glance_says_when_the_numbers_that_miss_are_early_stopped():
     only_es = table[table["early_stop"] == "Y"]
     assert _fails({"_table": only_es}).endswith("(largest +6.0%: MF + CCL, ES = Y, gowalla recall@20; "
                                                 "all early-stopped, whose stop epoch moves with training noise)")
+    # read at the paper's stop epochs (mmlrepro.stopping.at_paper_stop), the early-stopped one is 3 % off
+    at_stop = pd.DataFrame({"model": ["mf"], "loss": ["ccl"], "dataset": ["gowalla"], "diff_recall@20": [0.03]})
+    assert _fails({"_table": table, "_at_stop": at_stop}).endswith(
+        "1 early-stopped, whose stop epoch moves with training noise; read at the paper's stop epochs, 1 of 1 lie within ±5 %)")
+    at_stop["diff_recall@20"] = 0.07
+    assert _fails({"_table": only_es, "_at_stop": at_stop}).endswith("read at the paper's stop epochs, 0 of 1 lie within ±5 %)")
+    assert _fails({"_table": only_es, "_at_stop": at_stop.assign(dataset="yelp2018")}).endswith("training noise)")

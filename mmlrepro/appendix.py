@@ -345,7 +345,8 @@ def _store_section(results_dir: Any, runs: pd.DataFrame) -> list[str]:
         dirty = int(commits.str.endswith("-dirty").sum())
         unknown = int(((commits == "unknown") | (commits == "")).sum())
         lines.append(f"- Commits of the {len(runs)} records: {len(runs) - dirty - unknown} clean, {dirty} "
-                     f"with uncommitted changes (`-dirty`), {unknown} unknown")
+                     f"with uncommitted changes (`-dirty`: to the code, `results.CODE_PATHS`; older records may "
+                     f"count a change to any tracked file, the store's included), {unknown} unknown")
         paper = [r["config"] for r in store.records() if r["config"]["profile"] == "paper"]
         bad = [(c, deviations(c)) for c in paper]
         bad = [(c, d) for c, d in bad if d]

@@ -87,8 +87,14 @@ def default_results_dir() -> Path:
     return Path.cwd() / "results"
 
 
-def git_commit(root: Path = PROJECT_ROOT) -> str:
-    """The checkout's commit, with ``-dirty`` when tracked files differ.
+# What computes a run: a change here, uncommitted, marks a run's or a check's commit ``-dirty``;
+# a change to the store, the report or the notebooks does not.
+CODE_PATHS = ("mmlrepro", "pyproject.toml", "environment.yml")
+
+
+def git_commit(root: Path = PROJECT_ROOT, paths: tuple[str, ...] = ()) -> str:
+    """The checkout's commit, with ``-dirty`` when tracked files differ (only those under
+    ``paths``, when given: ``CODE_PATHS`` for what a run or a check computed with).
 
     Without a ``.git`` (a lent GPU machine gets a copy of the tree) ``$MMLREPRO_COMMIT``, which
     the GPU session script sets; ``unknown`` when neither is there.
@@ -97,7 +103,8 @@ def git_commit(root: Path = PROJECT_ROOT) -> str:
         try:
             sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                  check=True, timeout=10).stdout.strip()
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *paths],
+                                   cwd=root,
                                    capture_output=True, text=True, timeout=10).stdout.strip()
             return sha + ("-dirty" if dirty else "")
         except (OSError, subprocess.SubprocessError):
@@ -120,7 +127,7 @@ def provenance() -> dict[str, Any]:
         "mmlrepro": mmlrepro.__version__,
         "python": platform.python_version(),
         "host": platform.node(),
-        "git_commit": git_commit(),
+        "git_commit": git_commit(paths=CODE_PATHS),
     }
 
 

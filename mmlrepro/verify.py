@@ -42,7 +42,7 @@ from mmlrepro.devices import cpu_model, device_name, resolve_device, stretches
 from mmlrepro.files import check_writable
 from mmlrepro.kernels import trained_with_compiled_scores
 from mmlrepro.preflight import load_run_dataset
-from mmlrepro.results import ResultsStore, git_commit
+from mmlrepro.results import CODE_PATHS, ResultsStore, git_commit
 from mmlrepro.train import train
 
 # What counts as agreeing, by where the run is trained again. On the CPU model the run was made on
@@ -154,7 +154,7 @@ class Verification:
                 "stored_device": self.stored_device, "seconds": round(self.seconds, 1),
                 "torch": torch.__version__, "covers": self.covers,
                 "time_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "git_commit": git_commit()}
+                "git_commit": git_commit(paths=CODE_PATHS)}
 
 
 # --------------------------------------------------------------------------------------------

@@ -229,6 +229,31 @@ def test_commit_comes_from_mmlrepro_commit_where_there_is_no_git(tmp_path, monke
     assert git_commit(tmp_path) == "unknown"
 
 
+def test_only_a_change_to_the_code_marks_a_run_commit_dirty(tmp_path):
+    import subprocess
+
+    from mmlrepro.results import CODE_PATHS, git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    (tmp_path / "mmlrepro").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "mmlrepro" / "loss.py").write_text("a")
+    (tmp_path / "results" / "verified.jsonl").write_text("a")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    clean = git_commit(tmp_path, paths=CODE_PATHS)
+    assert len(clean) == 40
+    (tmp_path / "results" / "verified.jsonl").write_text("b")  # the store changes: the code does not
+    assert git_commit(tmp_path, paths=CODE_PATHS) == clean
+    assert git_commit(tmp_path) == clean + "-dirty"  # the whole tree (the report's stamp) does
+    (tmp_path / "mmlrepro" / "loss.py").write_text("b")
+    assert git_commit(tmp_path, paths=CODE_PATHS) == clean + "-dirty"
+
+
 def test_a_finished_run_that_cannot_be_stored_is_kept_in_a_rescue_file(tmp_path, monkeypatch):
     from mmlrepro.results import RunResult
 

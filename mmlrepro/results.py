@@ -104,8 +104,7 @@ def git_commit(root: Path = PROJECT_ROOT, paths: tuple[str, ...] = ()) -> str:
             sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                  check=True, timeout=10).stdout.strip()
             dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *paths],
-                                   cwd=root,
-                                   capture_output=True, text=True, timeout=10).stdout.strip()
+                                   cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
             return sha + ("-dirty" if dirty else "")
         except (OSError, subprocess.SubprocessError):
             pass

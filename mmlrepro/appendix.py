@@ -185,11 +185,11 @@ def _stopping_rules_section(results_dir: Any) -> list[str]:
 def _missing(profile: str, results_dir: Any, runs: pd.DataFrame | None = None) -> list[str]:
     why = {"paper": "Why: the full `paper` profile is a GPU job (DEVELOPERS.md says how to run it "
                     "on a GPU); on a 2-core CPU each run takes hours (`python -m mmlrepro.runtimes`). The "
-                    "table is what the trained paper runs cost, from their stored timings. No N = 800 "
-                    "run is stored: with the compiled negatives kernel an N = 800 step costs 1.6x "
-                    "(Gowalla) and 2.3x (Yelp2018) an N = 100 step on an AMD EPYC (benchmarks/"
-                    "RESULTS.md, *Negatives step*), so an N = 800 run should take a few hours at 1 "
-                    "thread (an estimate: none has been timed). An "
+                    "table is what the trained paper runs cost, from their stored timings. With the "
+                    "compiled negatives kernel an N = 800 step costs 1.6x (Gowalla) and 2.3x "
+                    "(Yelp2018) an N = 100 step on an AMD EPYC (benchmarks/RESULTS.md, *Negatives "
+                    "step*): an N = 800 run missing from the table is estimated at a few hours at "
+                    "1 thread. An "
                     "early-stopped (ES = Y) Table 2 run needs no training once its ES = N twin is "
                     "stored.",
            "quick": "Why: these are CPU runs not done yet; `mmlrepro reproduce GROUP --profile quick "

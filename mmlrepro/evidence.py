@@ -325,18 +325,21 @@ def family(claims: Sequence[Claim]) -> list[Claim]:
     return [replace(c, p_holm=float(adjusted.get(tuple(p.signature for p in c.parts), NAN))) for c in claims]
 
 
-CLAIM_COLUMNS = ["claim", "reproduced", "gain_pct", "ci_low_pct", "ci_high_pct", "p_users", "p_seeds", "p",
+CLAIM_COLUMNS = ["claim", "reproduced", "decides", "gain_pct", "ci_low_pct", "ci_high_pct", "p_users", "p_seeds", "p",
                  "p_holm", "verdict", "evidence", "vs_paper", "parts"]
 
 
 def claims_frame(claims: Sequence[Claim]) -> pd.DataFrame:
     """A family of claims (:func:`family` applied) as a frame of :data:`CLAIM_COLUMNS`; the gain,
-    interval and p-values are those of the deciding part (:attr:`Claim.decides`), in %. The
-    ``Claim`` objects ride along in ``frame.attrs["claims"]``."""
+    interval and p-values are those of the deciding part (:attr:`Claim.decides`), in %, and
+    ``decides`` names that part for a claim of several parts ("" otherwise). The ``Claim``
+    objects ride along in ``frame.attrs["claims"]``."""
     rows = []
     for c in family(claims):
         d = c.decides
+        part = c.deciding_part if len(c.parts) > 1 else None
         rows.append({"claim": c.text, "reproduced": c.numbers,
+                     "decides": "" if part is None else part.name or part.metric,
                      "gain_pct": NAN if d is None else 100 * d.gain,
                      "ci_low_pct": NAN if d is None else 100 * d.ci_low,
                      "ci_high_pct": NAN if d is None else 100 * d.ci_high,
@@ -349,7 +352,8 @@ def claims_frame(claims: Sequence[Claim]) -> pd.DataFrame:
 
 
 def claims_display(claims: pd.DataFrame) -> pd.DataFrame:
-    """A claims frame (:func:`claims_frame`) as text for a table: gain in %, the 95 % interval
+    """A claims frame (:func:`claims_frame`) as text for a table: gain in % (with the part it
+    belongs to, for a claim of several parts: "+2.10% (MML > CCL)"), the 95 % interval
     over users (or "no per-user values"), the p-values (users, seeds, Holm's) to two significant
     digits, the evidence level, the comparison with the paper's gain and each part's test (for a
     claim of several parts)."""
@@ -364,7 +368,8 @@ def claims_display(claims: pd.DataFrame) -> pd.DataFrame:
         return f"[{row['ci_low_pct']:+.2f}%, {row['ci_high_pct']:+.2f}%]"
 
     out = claims[["claim", "reproduced"]].copy()
-    out["gain"] = claims["gain_pct"].map(pct)
+    out["gain"] = [pct(g) + (f" ({name})" if name and not pd.isna(g) else "")
+                   for g, name in zip(claims["gain_pct"], claims["decides"], strict=True)]
     out[f"{LEVEL:.0%} interval (users)"] = claims.apply(interval, axis=1) if len(claims) else []
     for column, name in (("p_users", "p users"), ("p_seeds", "p seeds"), ("p_holm", "p (Holm)")):
         out[name] = claims[column].map(lambda v: "–" if pd.isna(v) else f"{v:.2g}")

@@ -337,10 +337,11 @@ def compare(group: str, profile: str = PAPER, results_dir: str | Path | None = N
     ``seeds``, ``device``, ``profile`` and, for the paper profile only, ``reported``,
     ``rel_diff`` ((mean − reported) / reported), ``within_5pct`` (yes / no / missing) and the
     cell's ``evidence`` (:func:`mmlrepro.evidence.cell_level`). The claims frame has one row per
-    claim of the text (:data:`mmlrepro.evidence.CLAIM_COLUMNS`: the deciding part's gain, its
-    interval and p-values, ``p_holm``, ``verdict`` (holds / does not hold / missing), ``evidence``
-    (:data:`mmlrepro.evidence.CLAIM_LEVELS`), ``vs_paper`` and ``parts``); it is empty for a
-    profile other than ``paper``. :func:`mmlrepro.evidence.claims_display` formats it.
+    claim of the text (:data:`mmlrepro.evidence.CLAIM_COLUMNS`: the deciding part (``decides``,
+    named for a claim of several parts), its gain, interval and p-values, ``p_holm``,
+    ``verdict`` (holds / does not hold / missing), ``evidence`` (:data:`mmlrepro.evidence.CLAIM_LEVELS`),
+    ``vs_paper`` and ``parts``); it is empty for a profile other than ``paper``.
+    :func:`mmlrepro.evidence.claims_display` formats it.
     """
     if group not in COMPARISONS:
         raise ValueError(f"unknown group {group!r}; known: {', '.join(COMPARISONS)}")

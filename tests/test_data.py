@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datafiles import write_pair
 
 from mmlrepro import data
 from mmlrepro.data import (
@@ -20,13 +21,6 @@ from mmlrepro.data import (
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def write_pair(folder: Path, train: str | bytes, test: str | bytes) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, text in (("train", train), ("test", test)):
-        (folder / f"{split}.txt").write_bytes(text.encode() if isinstance(text, str) else text)
-    return folder
 
 
 def rows(indptr: np.ndarray, indices: np.ndarray) -> list[list[int]]:

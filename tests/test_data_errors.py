@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datafiles import write_pair
 
 from mmlrepro import data
 from mmlrepro.data import (
@@ -18,13 +19,6 @@ from mmlrepro.data import (
     sources,
     synthetic,
 )
-
-
-def write_pair(folder: Path, train: str | bytes, test: str | bytes) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, text in (("train", train), ("test", test)):
-        (folder / f"{split}.txt").write_bytes(text.encode() if isinstance(text, str) else text)
-    return folder
 
 
 def error_of(call, *args, kind=DataError, **kwargs) -> str:

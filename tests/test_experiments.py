@@ -332,6 +332,11 @@ def test_a_claim_of_several_parts_is_decided_by_its_weakest_part(tmp_path):
     # CCL is the close one: its comparison decides the gain shown and the (largest) p-value
     ccl_gain = table[("mml", "gowalla", "recall@20")] / table[("ccl", "gowalla", "recall@20")] - 1
     assert row["gain_pct"] == pytest.approx(100 * ccl_gain) and 0 < row["gain_pct"] < 3
+    assert row["decides"] == "MML > CCL"        # the gain is named by the part it belongs to
+    shown = cmp.claims_display(out["claims"]).set_index("claim").loc[row.name]
+    assert shown["gain"] == f"{100 * ccl_gain:+.2f}% (MML > CCL)"
+    one_part = cmp.claims_display(out["claims"]).set_index("claim").loc["Table 3: gowalla recall@20: MML beats MSE"]
+    assert "(" not in one_part["gain"]           # one part: its name is the claim itself
     from mmlrepro.per_user import PerUser, load_per_user, save_per_user
     from mmlrepro.stats import paired
 
@@ -349,6 +354,7 @@ def test_without_per_user_values_the_smallest_gain_decides_a_claim_of_several_pa
     row = cmp.compare("table3", "paper", tmp_path)["claims"].set_index("claim").loc[
         "Table 3: gowalla recall@20: MML beats BPR, hinge, softmax CE, MSE and CCL"]
     assert row["gain_pct"] == pytest.approx(100 * (0.18 / 0.179 - 1))      # CCL, the best of them
+    assert row["decides"] == "MML > CCL"
     assert row["evidence"] == "untested (no per-user values)" and "best of them 0.1790" in row["reproduced"]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from datafiles import write_pair
 
 import mmlrepro.data.sources as data_sources
 import mmlrepro.files as files_mod
@@ -46,13 +47,6 @@ def sandbox(tmp_path, monkeypatch):
     monkeypatch.setenv("MMLREPRO_CHECKPOINT_DIR", str(tmp_path / "ckpt"))
     monkeypatch.setenv("TQDM_DISABLE", "1")
     return tmp_path
-
-
-def write_pair(folder: Path, train_text: str, test_text: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "train.txt").write_text(train_text)
-    (folder / "test.txt").write_text(test_text)
-    return folder
 
 
 def one_error_line(capsys) -> str:

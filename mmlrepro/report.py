@@ -76,7 +76,9 @@ READING_EVIDENCE = """\
   sign, inside the noise or untested: not a refutation), **does not hold, by a rule on the
   numbers**; **missing** (runs missing). In the notebooks ✓ marks a claim that holds by a
   significant test, ○ the paper's sign without one, ✗ a significant reversal or a failed rule,
-  (✗) a reversal without a significant test. A claim about a gain also sets ours beside the
+  (✗) a reversal without a significant test. A claim of several parts shows the gain of the
+  part that decides it (the best-tested reversal, else the part with the largest p-value),
+  named beside the gain, and lists every part's test. A claim about a gain also sets ours beside the
   paper's: inside, above or below our 95 % interval over users, or, without one, the ratio of
   the gains.
 - The tests take the paper's protocol as given: epochs selected on the test split (the honest

@@ -187,9 +187,10 @@ def _missing(profile: str, results_dir: Any, runs: pd.DataFrame | None = None) -
                     "on a GPU); on a 2-core CPU each run takes hours (`python -m mmlrepro.runtimes`). The "
                     "table is what the trained paper runs cost, from their stored timings. With the "
                     "compiled negatives kernel an N = 800 step costs 1.6x (Gowalla) and 2.3x "
-                    "(Yelp2018) an N = 100 step on an AMD EPYC (benchmarks/RESULTS.md, *Negatives "
-                    "step*): an N = 800 run missing from the table is estimated at a few hours at "
-                    "1 thread. An "
+                    "(Yelp2018) an N = 100 step, and 1.2x and 1.4x an N = 400 step, at 1 thread on "
+                    "an AMD EPYC (benchmarks/RESULTS.md, *Negatives step*): an N = 800 run missing "
+                    "from the table is estimated at no more than those multiples of the same loss's "
+                    "N = 400 minutes below, evaluation being the same at every N. An "
                     "early-stopped (ES = Y) Table 2 run needs no training once its ES = N twin is "
                     "stored.",
            "quick": "Why: these are CPU runs not done yet; `mmlrepro reproduce GROUP --profile quick "

@@ -104,6 +104,11 @@ class Part:
     paper_gain: float = NAN
 
     @property
+    def label(self) -> str:
+        """How the part is named in a table: its ``name``, else its metric."""
+        return self.name or self.metric
+
+    @property
     def signature(self) -> tuple:
         """The runs compared: two parts with one signature are one comparison (Holm counts it once)."""
         keys = (tuple(sorted(side["key"])) if "key" in side else () for side in (self.a, self.b))
@@ -293,7 +298,7 @@ class Claim:
             return ""
         out = []
         for part, t in zip(self.parts, self.tests, strict=True):
-            text = f"{part.name or part.metric}: "
+            text = f"{part.label}: "
             if t.missing:
                 out.append(text + MISSING)
                 continue
@@ -339,7 +344,7 @@ def claims_frame(claims: Sequence[Claim]) -> pd.DataFrame:
         d = c.decides
         part = c.deciding_part if len(c.parts) > 1 else None
         rows.append({"claim": c.text, "reproduced": c.numbers,
-                     "decides": "" if part is None else part.name or part.metric,
+                     "decides": "" if part is None else part.label,
                      "gain_pct": NAN if d is None else 100 * d.gain,
                      "ci_low_pct": NAN if d is None else 100 * d.ci_low,
                      "ci_high_pct": NAN if d is None else 100 * d.ci_high,

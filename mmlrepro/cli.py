@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 DEFAULT_GROUPS = ("table3", "table2", "figure3", "ccl_matched", "honest", "li2023", "linear")
@@ -394,14 +398,37 @@ def _fail(message: str) -> int:
     return 2
 
 
+@contextmanager
+def _sigterm_stops_like_ctrl_c(seen: threading.Event) -> Iterator[None]:
+    """While a command runs, SIGTERM (``kill``, ``timeout``, a batch scheduler's pre-emption)
+    stops it as Ctrl-C does, and sets ``seen``: the current run's checkpoint is kept, its lease
+    is released at once (not left to go stale) and the last line says what was kept. The
+    previous handler comes back afterwards; outside the main thread (where Python cannot set
+    handlers) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        seen.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the package's errors become one line on stderr and exit status 2
-    (130 for Ctrl-C; 1 when runs of a ``reproduce`` failed and the others were stored), with the
-    traceback only under ``--debug``.
+    (130 for Ctrl-C, 143 for SIGTERM; 1 when runs of a ``reproduce`` failed and the others were
+    stored), with the traceback only under ``--debug``.
 
     Errors: ``ValueError`` (bad parameters, ``DataError``, ``StoreError``, ``OutputError``,
     ``DeviceError``), ``OSError`` (named by its path), ``NonFiniteLossError``, and running out of
-    memory. Ctrl-C (``RunInterrupted`` or a bare ``KeyboardInterrupt``) says what was kept."""
+    memory. Ctrl-C or SIGTERM (``RunInterrupted`` or a bare ``KeyboardInterrupt``) says what was
+    kept."""
     import torch
 
     from mmlrepro.files import describe_error
@@ -409,8 +436,10 @@ def main(argv: list[str] | None = None) -> int:
     from mmlrepro.train import NonFiniteLossError, RunInterrupted
 
     args = build_parser().parse_args(argv)
+    sigterm = threading.Event()
     try:
-        return args.func(args)
+        with _sigterm_stops_like_ctrl_c(sigterm):
+            return args.func(args)
     except (ValueError, OSError, NonFiniteLossError) as err:
         if args.debug:
             raise
@@ -428,10 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     except (RunInterrupted, KeyboardInterrupt) as err:
         if args.debug:
             raise
-        what = " ".join(str(err).split()) or ("stopped by Ctrl-C; every run that finished before it is "
+        by = "SIGTERM" if sigterm.is_set() else "Ctrl-C"
+        what = " ".join(str(err).split()) or (f"stopped by {by}; every run that finished before it is "
                                               "stored, and no file was left half-written")
         print(f"interrupted: {what}", file=sys.stderr)
-        return 130
+        return 143 if sigterm.is_set() else 130
 
 
 if __name__ == "__main__":

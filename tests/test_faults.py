@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -321,6 +325,37 @@ def test_ctrl_c_before_a_run_starts_says_nothing_was_half_written(sandbox, capsy
     err = capsys.readouterr().err.strip()
     assert err == ("interrupted: stopped by Ctrl-C; every run that finished before it is stored, "
                    "and no file was left half-written")
+
+
+def test_sigterm_during_train_stops_like_ctrl_c_and_releases_the_lease(tmp_path):
+    """``kill`` or a scheduler's pre-emption (SIGTERM) once a checkpoint is written (every 30 s):
+    exit 143, one line naming the kept checkpoint, no traceback, and the run's lease released at
+    once rather than left to go stale."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "TQDM_DISABLE": "1",
+           "MMLREPRO_CHECKPOINT_DIR": str(tmp_path / "ckpt")}
+    argv = [sys.executable, "-m", "mmlrepro", "train", *SYN[:3], "100000", *SYN[4:],
+            "--results-dir", str(tmp_path / "store")]
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    guard = threading.Timer(300, proc.kill)   # never hang the suite if the line never comes
+    guard.start()
+    seen = []
+    for line in proc.stdout:   # the run has taken its lease and started training
+        seen.append(line)
+        if line.startswith("training "):
+            break
+    assert list((tmp_path / "store" / "leases").glob("*.json")), seen
+    while not list((tmp_path / "ckpt").glob("*.pt")) and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    guard.cancel()
+    lines = err.strip().splitlines()
+    assert proc.returncode == 143, seen + lines
+    assert len(lines) == 1 and lines[0].startswith("interrupted: synthetic:100:200/mf/mml/N5/paper"), lines
+    kept = list((tmp_path / "ckpt").glob("*.pt"))
+    assert len(kept) == 1 and str(kept[0]) in lines[0] and "the same command resumes it" in lines[0]
+    assert not list((tmp_path / "store" / "leases").glob("*.json"))
+    assert not (tmp_path / "store" / "runs").exists() or not any((tmp_path / "store" / "runs").iterdir())
 
 
 class _Stop(Exception):

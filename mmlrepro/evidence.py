@@ -358,7 +358,7 @@ def claims_frame(claims: Sequence[Claim]) -> pd.DataFrame:
 
 def claims_display(claims: pd.DataFrame) -> pd.DataFrame:
     """A claims frame (:func:`claims_frame`) as text for a table: gain in % (with the part it
-    belongs to, for a claim of several parts: "+2.10% (MML > CCL)"), the 95 % interval
+    belongs to, for a claim of several parts: "+2.10% for MML > CCL (NDCG)"), the 95 % interval
     over users (or "no per-user values"), the p-values (users, seeds, Holm's) to two significant
     digits, the evidence level, the comparison with the paper's gain and each part's test (for a
     claim of several parts)."""
@@ -373,7 +373,7 @@ def claims_display(claims: pd.DataFrame) -> pd.DataFrame:
         return f"[{row['ci_low_pct']:+.2f}%, {row['ci_high_pct']:+.2f}%]"
 
     out = claims[["claim", "reproduced"]].copy()
-    out["gain"] = [pct(g) + (f" ({name})" if name and not pd.isna(g) else "")
+    out["gain"] = [pct(g) + (f" for {name}" if name and not pd.isna(g) else "")
                    for g, name in zip(claims["gain_pct"], claims["decides"], strict=True)]
     out[f"{LEVEL:.0%} interval (users)"] = claims.apply(interval, axis=1) if len(claims) else []
     for column, name in (("p_users", "p users"), ("p_seeds", "p seeds"), ("p_holm", "p (Holm)")):

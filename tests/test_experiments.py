@@ -334,7 +334,7 @@ def test_a_claim_of_several_parts_is_decided_by_its_weakest_part(tmp_path):
     assert row["gain_pct"] == pytest.approx(100 * ccl_gain) and 0 < row["gain_pct"] < 3
     assert row["decides"] == "MML > CCL"        # the gain is named by the part it belongs to
     shown = cmp.claims_display(out["claims"]).set_index("claim").loc[row.name]
-    assert shown["gain"] == f"{100 * ccl_gain:+.2f}% (MML > CCL)"
+    assert shown["gain"] == f"{100 * ccl_gain:+.2f}% for MML > CCL"
     one_part = cmp.claims_display(out["claims"]).set_index("claim").loc["Table 3: gowalla recall@20: MML beats MSE"]
     assert "(" not in one_part["gain"]           # one part: its name is the claim itself
     from mmlrepro.per_user import PerUser, load_per_user, save_per_user
